@@ -1,0 +1,113 @@
+"""Command-line interface: ``lhl run``, ``lhl list``, ``lhl data preview``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lhl.config import ConfigError, load_config, preset_names
+from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, UnknownNameError, load_builtins
+
+RUN_HELP = """Train one method over a benchmark's task sequence and write a run directory:
+config.yaml (resolved), events.jsonl, performance.json, checkpoints/phase-<t>.pt, summary.md,
+provenance.json. Without --config/--preset the synthetic-nyu-demo preset runs."""
+
+SET_HELP = """override a config key with a dotted name, e.g. --set train.epochs=2
+--set data.resolution=[64,64] --set method.alpha=3 --set device=cuda. Keys: benchmark, tasks,
+seed, device, plugins, method.name, method.<hyperparameter>, model.encoder, model.weights,
+model.head_rates, model.head_channels, model.head_dropout, data.root, data.resolution,
+data.train_size, data.test_size, data.chunking, data.num_workers, data.augment, train.epochs,
+train.batch_size, train.eval_batch_size, train.lr, train.weight_decay, train.warmup, train.amp,
+train.keep_checkpoints (repeatable)"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lhl", description="Lifelong heterogeneous learning on dense prediction.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train a method over a task sequence", description=RUN_HELP)
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="YAML config file (may start with 'base: <preset>')")
+    source.add_argument("--preset", metavar="NAME", help=f"built-in configuration: {', '.join(preset_names())}")
+    run.add_argument("--method", metavar="NAME", help="method name (see 'lhl list methods'); overrides method.name")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<method>-s<seed>-<time>)")
+    run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help=SET_HELP)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last completed phase (the config must match)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or per-phase output")
+
+    lst = sub.add_parser("list", help="print registered names", description="Print what is registered.")
+    lst.add_argument("what", choices=["methods", "benchmarks", "tasks", "encoders", "presets"])
+
+    data = sub.add_parser("data", help="dataset utilities", description="Dataset utilities.")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    preview = data_sub.add_parser("preview", help="render synthetic samples with every label to a PNG grid",
+                                  description="Render synthetic samples (image and all ten labels, colour-mapped).")
+    preview.add_argument("--out", default="synthetic-preview.png", help="PNG file to write")
+    preview.add_argument("--seed", type=int, default=0, help="benchmark seed")
+    preview.add_argument("--split", default="train", choices=["train", "test"], help="split to render")
+    preview.add_argument("--count", type=int, default=4, help="number of samples (rows)")
+    preview.add_argument("--resolution", type=int, nargs=2, default=[64, 64], metavar=("H", "W"),
+                         help="image size")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lhl.engine.trainer import Trainer
+    from lhl.report.tables import format_performance_matrix
+
+    config = load_config(args.config, args.preset, args.method, args.overrides)
+    if args.resume and not args.out:
+        raise ConfigError("--resume needs --out DIR (the run directory to continue)")
+    out = args.out
+    if out is None:
+        name = args.preset or (Path(args.config).stem if args.config else "synthetic-nyu-demo")
+        out = f"runs/{name}-{config.method['name']}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer = Trainer(config, out, quiet=args.quiet, resume=args.resume)
+    performance = trainer.run()
+    print(f"\nperformance matrix ({performance['method']} on {performance['benchmark']}):")
+    print(format_performance_matrix(performance))
+    print(f"\nrun directory: {out}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    load_builtins()
+    if args.what == "presets":
+        names = preset_names()
+    else:
+        names = {"methods": METHODS, "benchmarks": BENCHMARKS, "tasks": TASKS, "encoders": ENCODERS}[args.what].names()
+    print("\n".join(names))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from lhl.data.synthetic.preview import save_preview_grid
+
+    path = save_preview_grid(args.out, seed=args.seed, split=args.split, count=args.count,
+                             resolution=tuple(args.resolution))
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "list": _cmd_list, "data": _cmd_data}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, UnknownNameError, FileNotFoundError, ImportError) as exc:
+        print(f"lhl: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        from lhl.engine.trainer import NonFiniteLossError, RunDirectoryError
+
+        if isinstance(exc, (NonFiniteLossError, RunDirectoryError)):
+            print(f"lhl: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

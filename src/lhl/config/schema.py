@@ -1,0 +1,177 @@
+"""Typed run configuration, validated from YAML and ``--set`` overrides (SPEC §9).
+
+Every section is a dataclass; loading checks each key against the fields and each value
+against the field's type (and the allowed choices, where a field has them), and a bad key or
+value raises :class:`ConfigError` naming the dotted key, the bad value and what is allowed.
+Method hyperparameters live under ``method`` and are validated against the chosen method's
+own ``Options`` dataclass (declared in the method's file), so no option rewrites another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+
+class ConfigError(ValueError):
+    """Invalid configuration key or value."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "resnet18"
+    weights: str | None = None  # local file with ImageNet-style ResNet weights; never downloaded
+    head_rates: list[int] = field(default_factory=lambda: [12, 24, 36])
+    head_channels: int = 256
+    head_dropout: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # dataset directory (real benchmarks)
+    resolution: list[int] = field(default_factory=lambda: [64, 64])  # [H, W]
+    train_size: int | None = None  # synthetic: images generated; real: cap (None = all)
+    test_size: int | None = None
+    chunking: Literal["shuffle", "contiguous"] = "shuffle"
+    num_workers: int = 0
+    augment: bool = False
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 8
+    eval_batch_size: int | None = None  # None: 2 × batch_size
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    warmup: float = 0.5  # fraction of a phase's steps spent warming up
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    keep_checkpoints: int | None = None  # keep the newest N phase checkpoints (None = all)
+
+
+@dataclass
+class RunConfig:
+    benchmark: str = "synthetic-nyu"
+    tasks: list[str] | None = None  # task order; None = the benchmark's default sequence
+    seed: int = 0
+    device: str = "cpu"
+    plugins: list[str] = field(default_factory=list)  # modules that register user entries
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "vanilla"})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(inner)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}: invalid value {value!r}; expected {_type_name(tp)}")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (inner,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if tp is type(None):
+        if value is not None:
+            raise bad
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, key)
+    raise bad
+
+
+def build_dataclass(cls: type, values: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, validating every key and value."""
+    where = prefix or "config"
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown config key {dotted!r}; allowed keys: {', '.join(sorted(fields))}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted == 'a.b'``, creating mappings as needed."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` → ``{'a.b': 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,44 @@
+"""Metrics: streaming dense-prediction accumulators and table summaries (SPEC §2, §5).
+
+* :mod:`lhl.metrics.dense` — :class:`SegmentationMetrics`, :class:`DepthMetrics`,
+  :class:`NormalMetrics`, :class:`LossMetric` (update per batch, compute once over the set) and
+  :data:`HIGHER_IS_BETTER`.
+* :mod:`lhl.metrics.summary` — eq. 11's relative improvement, mean rank, forgetting, backward
+  transfer and ``performance.json`` helpers.
+"""
+
+from lhl.metrics.dense import (
+    HIGHER_IS_BETTER,
+    DepthMetrics,
+    LossMetric,
+    MetricAccumulator,
+    NormalMetrics,
+    SegmentationMetrics,
+)
+from lhl.metrics.summary import (
+    backward_transfer,
+    directions_for,
+    final_result,
+    forgetting,
+    matrix_from_performance,
+    mean_rank,
+    relative_improvement,
+    task_relative_improvement,
+)
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "MetricAccumulator",
+    "SegmentationMetrics",
+    "DepthMetrics",
+    "NormalMetrics",
+    "LossMetric",
+    "relative_improvement",
+    "task_relative_improvement",
+    "mean_rank",
+    "forgetting",
+    "backward_transfer",
+    "final_result",
+    "matrix_from_performance",
+    "directions_for",
+]

@@ -1,0 +1,7 @@
+"""Encoders (registered by name), the ASPP head and the multi-task network."""
+
+from lhl.models.encoders import ResNetEncoder, file_sha256, load_encoder_weights
+from lhl.models.heads import ASPPHead
+from lhl.models.network import MultiTaskNet
+
+__all__ = ["ASPPHead", "MultiTaskNet", "ResNetEncoder", "file_sha256", "load_encoder_weights"]

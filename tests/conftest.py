@@ -1,0 +1,30 @@
+"""Shared fixtures: a fast smoke configuration and a runner."""
+
+from __future__ import annotations
+
+import pytest
+
+from lhl.config import load_config
+from lhl.engine.trainer import Trainer
+
+
+def smoke_config(*overrides: str, method: str | None = None):
+    return load_config(preset="smoke", method=method, overrides=list(overrides))
+
+
+@pytest.fixture(name="smoke_config")
+def smoke_config_fixture():
+    """The smoke configuration builder: ``smoke_config("train.epochs=2", method="joint")``."""
+    return smoke_config
+
+
+@pytest.fixture
+def run_smoke(tmp_path):
+    """Run the smoke preset with overrides into a fresh directory; returns (performance, run_dir)."""
+
+    def run(*overrides: str, method: str | None = None, name: str = "run"):
+        out = tmp_path / name
+        performance = Trainer(smoke_config(*overrides, method=method), out, quiet=True).run()
+        return performance, out
+
+    return run
