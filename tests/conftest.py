@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lhl.config import load_config
 from lhl.engine.trainer import Trainer
+
+
+# The suite's models are tiny: one thread avoids oversubscribing 2-core CI machines (torch's
+# default of one thread per core makes tiny convolutions many times slower under load).
+torch.set_num_threads(1)
 
 
 def smoke_config(*overrides: str, method: str | None = None):

@@ -1,4 +1,4 @@
-"""Command-line interface: ``lhl run``, ``lhl list``, ``lhl data preview``."""
+"""Command-line interface: ``lhl run``, ``lhl list``, ``lhl data preview``, ``lhl data check``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lhl.config import ConfigError, load_config, preset_names
+from lhl.data.errors import DataError
 from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, UnknownNameError, load_builtins
 
 RUN_HELP = """Train one method over a benchmark's task sequence and write a run directory:
@@ -18,7 +19,8 @@ SET_HELP = """override a config key with a dotted name, e.g. --set train.epochs=
 --set data.resolution=[64,64] --set method.alpha=3 --set device=cuda. Keys: benchmark, tasks,
 seed, device, plugins, method.name, method.<hyperparameter>, model.encoder, model.weights,
 model.head_rates, model.head_channels, model.head_dropout, data.root, data.resolution,
-data.train_size, data.test_size, data.chunking, data.num_workers, data.augment, train.epochs,
+data.train_size, data.test_size, data.chunking, data.num_workers, data.augment, data.normalize,
+data.taskonomy_split, data.taskonomy_depth, data.taskonomy_classes, train.epochs,
 train.batch_size, train.eval_batch_size, train.lr, train.weight_decay, train.warmup, train.amp,
 train.keep_checkpoints (repeatable)"""
 
@@ -51,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--count", type=int, default=4, help="number of samples (rows)")
     preview.add_argument("--resolution", type=int, nargs=2, default=[64, 64], metavar=("H", "W"),
                          help="image size")
+    check = data_sub.add_parser(
+        "check", help="scan a dataset directory and report its contents and problems",
+        description="Scan a dataset directory: counts per split and task, shapes, dtypes, value ranges, "
+                    "invalid-pixel fractions, and every problem found with its path. Exit status 1 when "
+                    "problems are found.")
+    check.add_argument("root", metavar="ROOT", help="dataset directory (what data.root would be)")
+    check.add_argument("--benchmark", required=True, metavar="NAME", help="nyuv2, cityscapes or taskonomy")
+    check.add_argument("--limit", type=int, metavar="N", help="check at most N images per split (evenly spaced)")
+    check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                       help="data option, e.g. --set data.taskonomy_split=tiny (repeatable)")
     return parser
 
 
@@ -84,6 +96,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        return _cmd_data_check(args)
     from lhl.data.synthetic.preview import save_preview_grid
 
     path = save_preview_grid(args.out, seed=args.seed, split=args.split, count=args.count,
@@ -92,12 +106,33 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from lhl.config import parse_override
+    from lhl.config.schema import DataConfig, build_dataclass
+    from lhl.data.check import check_dataset
+    from lhl.data.disk import FileBenchmark
+
+    load_builtins()
+    cls = BENCHMARKS.get(args.benchmark)
+    if not issubclass(cls, FileBenchmark):
+        raise ConfigError(f"--benchmark {args.benchmark!r} is not read from disk; nothing to check")
+    values = {"root": args.root}
+    for text in args.overrides:
+        key, value = parse_override(text)
+        if not key.startswith("data."):
+            raise ConfigError(f"--set {key}: only data.* options apply to 'lhl data check'")
+        values[key[len("data."):]] = value
+    report = check_dataset(cls(build_dataclass(DataConfig, values, "data"), 0), limit=args.limit)
+    print(report.format())
+    return 1 if report.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "list": _cmd_list, "data": _cmd_data}
     try:
         return handlers[args.command](args)
-    except (ConfigError, UnknownNameError, FileNotFoundError, ImportError) as exc:
+    except (ConfigError, UnknownNameError, FileNotFoundError, ImportError, DataError) as exc:
         print(f"lhl: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -25,6 +25,7 @@ def test_overrides_are_typed():
     ("data.chunking=random", r"data.chunking: invalid value 'random'; expected one of 'shuffle', 'contiguous'"),
     ("train.amp=fp8", r"train.amp: invalid value 'fp8'; expected one of 'off', 'bf16', 'fp16'"),
     ("train.epochs=0", r"train.epochs: invalid value 0"),
+    ("train.log_grad_norms=3", r"train.log_grad_norms: invalid value 3; expected bool"),
     ("train", "expected key=value"),
 ])
 def test_bad_keys_and_values_name_the_key(override, message):

@@ -25,7 +25,7 @@ class KillableVanilla(Vanilla):
 
 
 def _run(tmp_path: Path, out: Path, *extra: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     if kill_at:
         env["LHL_TEST_KILL_AT"] = kill_at
     command = [sys.executable, "-m", "lhl.cli", "run", "--preset", "smoke", "--method", "killable-vanilla",

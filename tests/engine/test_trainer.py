@@ -54,8 +54,9 @@ def test_label_isolation_by_instrumenting_the_renderer(run_smoke, monkeypatch):
     monkeypatch.setattr("lhl.data.synthetic_benchmark.render", recording_render)
     run_smoke("train.epochs=2")
     train_calls = [task for split, task in calls if split == "train"]
-    # 24 images / 3 phases = 8 per phase, 2 epochs, one label computation per image
-    assert train_calls == ["segmentation"] * 16 + ["depth"] * 16 + ["normal"] * 16
+    # 24 images / 3 phases = 8 per phase = 2 batches of 4, 2 epochs: one batched label computation per batch,
+    # and phase t computes only task t's label.
+    assert train_calls == ["segmentation"] * 4 + ["depth"] * 4 + ["normal"] * 4
 
 
 def test_joint_trains_all_tasks_once(run_smoke):
@@ -126,3 +127,10 @@ def test_warmup_decay_schedule():
     assert [round(f(s), 3) for s in range(10)] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
     g = linear_warmup_decay(4, 0.0)
     assert [g(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_grad_norms_logged_once_per_epoch(run_smoke):
+    _, out = run_smoke("train.epochs=2")
+    records = [e for e in read_events(out / "events.jsonl") if e["event"] == "grad_norms"]
+    assert [(e["phase"], e["epoch"]) for e in records] == [(p, ep) for p in (1, 2, 3) for ep in (1, 2)]
+    assert all(e["encoder"]["new"] > 0 for e in records)

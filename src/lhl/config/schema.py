@@ -37,7 +37,12 @@ class DataConfig:
     test_size: int | None = None
     chunking: Literal["shuffle", "contiguous"] = "shuffle"
     num_workers: int = 0
-    augment: bool = False
+    augment: bool = False  # MTAN's RandomScaleCrop + flip on training images (lhl.data.transforms)
+    normalize: Literal["none", "imagenet"] = "none"  # image mean/std; the reference pipelines use none
+    # Taskonomy only (lhl.data.taskonomy): split rule, 16-bit depth scale, segmentation classes
+    taskonomy_split: Literal["paper", "tiny"] = "paper"  # views 0-2 train / view 3 test, or tiny buildings
+    taskonomy_depth: Literal["metres", "unit"] = "metres"  # raw/512 or raw/65535
+    taskonomy_classes: Union[Literal["all", "grouped8"], list[int]] = "all"  # raw label 0..17 → class, -1 ignore
 
 
 @dataclass
@@ -50,6 +55,7 @@ class TrainConfig:
     warmup: float = 0.5  # fraction of a phase's steps spent warming up
     amp: Literal["off", "bf16", "fp16"] = "off"
     keep_checkpoints: int | None = None  # keep the newest N phase checkpoints (None = all)
+    log_grad_norms: bool = True  # log each loss term's encoder gradient norm on one batch per epoch
 
 
 @dataclass

@@ -31,8 +31,12 @@ class SyntheticDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        batch = render(self.seed, self.split, [self.indices[item]], self.resolution, self.tasks)
-        return {key: value[0] for key, value in batch.items()}
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Batched fetch (the DataLoader calls this with a whole batch): one vectorised render."""
+        batch = render(self.seed, self.split, [self.indices[i] for i in items], self.resolution, self.tasks)
+        return [{key: value[j] for key, value in batch.items()} for j in range(len(items))]
 
 
 class SyntheticBenchmark(Benchmark):

@@ -30,6 +30,7 @@ from lhl.engine.provenance import provenance
 from lhl.engine.seeding import derive_seed, seed_everything, worker_init_fn
 from lhl.methods.base import Method
 from lhl.models import MultiTaskNet, load_encoder_weights
+from lhl.models.pretrained import resolve_weights
 from lhl.registry import BENCHMARKS, ENCODERS, load_builtins, load_plugins
 from lhl.report.tables import format_phase_metrics, summary_markdown
 
@@ -118,7 +119,8 @@ class Trainer:
         seed_everything(derive_seed(self.config.seed, 0))
         model_cfg = self.config.model
         encoder = ENCODERS.get(model_cfg.encoder)()
-        weights_hash = load_encoder_weights(encoder, model_cfg.weights) if model_cfg.weights else None
+        weights = resolve_weights(model_cfg.weights, model_cfg.encoder) if model_cfg.weights else None
+        weights_hash = load_encoder_weights(encoder, weights) if weights else None
         model = MultiTaskNet(encoder, model_cfg.head_rates, model_cfg.head_channels, model_cfg.head_dropout)
         return model.to(self.device), weights_hash
 
@@ -232,6 +234,9 @@ class Trainer:
                             f"non-finite loss term {name!r} ({value.item()}) at phase {ctx.phase}, epoch {epoch}, "
                             f"step {ctx.step}; the run stopped, checkpoints of completed phases are intact")
                     sums[name] += float(value.detach())
+                if steps == 0 and train_cfg.log_grad_norms:
+                    ctx.log("grad_norms", phase=ctx.phase, epoch=epoch, step=ctx.step,
+                            encoder=encoder_grad_norms(ctx.model, terms))
                 loss = sum(terms.values())
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
@@ -240,6 +245,7 @@ class Trainer:
                 else:
                     loss.backward()
                 self.method.after_backward(ctx)
+                self.method.before_step(ctx)
                 if scaler is not None:
                     scaler.step(optimizer)
                     scaler.update()
@@ -268,6 +274,24 @@ class Trainer:
         dtype = torch.float16 if amp == "fp16" else torch.bfloat16
         scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         return (lambda: torch.autocast(self.device.type, dtype=dtype)), scaler
+
+
+def encoder_grad_norms(model: MultiTaskNet, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """L2 norm of the gradient each loss term alone sends into the shared encoder's parameters.
+
+    Costs one extra backward pass per term, so the loop calls it on one batch per epoch. It makes
+    visible, e.g., how HAD's geometric mean (derivative GM/(n(ℓ+ε))) amplifies small losses.
+    """
+    params = [p for p in model.encoder.parameters() if p.requires_grad]
+    norms = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            norms[name] = 0.0
+            continue
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        norms[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    return norms
 
 
 def _device(name: str) -> torch.device:

@@ -10,7 +10,8 @@ specific method. Hooks, in the order the loop calls them::
       forward_tasks(ctx) -> [names]     heads the student runs on a batch
       loss_terms(ctx, batch, out) -> {name: scalar}   added to the new-task loss
       after_backward(ctx)               gradients are in .grad (edit them here)
-      after_step(ctx)                   the optimiser has stepped
+      before_step(ctx)                  just before optimizer.step() (e.g. snapshot parameters)
+      after_step(ctx)                   the optimiser has stepped (e.g. mask the update)
     after_phase(ctx, loader)            phase t's training is done (before evaluation)
     state_dict() / load_state_dict(state, ctx)
 
@@ -59,6 +60,9 @@ class Method:
         return {}
 
     def after_backward(self, ctx: RunContext) -> None:
+        pass
+
+    def before_step(self, ctx: RunContext) -> None:
         pass
 
     def after_step(self, ctx: RunContext) -> None:

@@ -2,11 +2,12 @@
 
 ``render(seed, split, indices, resolution, tasks)`` is the entry point; ``render_scenes`` renders
 explicit :class:`Scene` descriptions and ``sample_scene`` draws the random ones. See
-:mod:`lhl.data.synthetic.renderer` for the conventions of every label.
+:mod:`lhl.data.synthetic.renderer` (camera, rendering), :mod:`lhl.data.synthetic.scene`
+(world frame, scene sampling) and :mod:`lhl.data.synthetic.labels` (the conventions of every label).
 """
 
-from lhl.data.synthetic.renderer import (LABEL_CHANNELS, LABEL_FUNCTIONS, SYNTHETIC_TASKS, Geometry,
-                                         render, render_scenes)
+from lhl.data.synthetic.labels import LABEL_CHANNELS, LABEL_FUNCTIONS, SYNTHETIC_TASKS, Geometry
+from lhl.data.synthetic.renderer import render, render_scenes
 from lhl.data.synthetic.scene import (CLASS_NAMES, NUM_CLASSES, SHAPE_KINDS, TEXTURE_KINDS, Camera,
                                       Light, Scene, SceneObject, Texture, sample_scene)
 

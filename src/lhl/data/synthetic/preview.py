@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lhl.data.synthetic.renderer import SYNTHETIC_TASKS, render
+from lhl.data.synthetic.labels import SYNTHETIC_TASKS
+from lhl.data.synthetic.renderer import render
 from lhl.data.synthetic.scene import CLASS_NAMES, NUM_CLASSES
 
 

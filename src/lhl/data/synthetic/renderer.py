@@ -3,130 +3,101 @@
 Conventions
 -----------
 * Camera frame (all camera-frame outputs): OpenCV, ``x`` right, ``y`` down, ``z`` forward.
-  Pixel ``(i, j)`` looks through ``((j + 0.5 - W/2) / f, (i + 0.5 - H/2) / f, 1)`` with
-  ``f = (W/2) / tan(fov_x/2)`` (square pixels, principal point at the image centre).
-* ``depth`` is z-buffer depth (camera ``z`` of the hit point, metres); ``depth_euclidean`` is the
-  ray length from the camera centre, so ``depth_euclidean >= depth`` with equality on the axis.
-  The camera is always inside a closed box room, so every ray hits something and depth > 0.
-* ``normal`` is the unit surface normal in the camera frame, flipped to face the camera.
-* ``segmentation`` holds one class per surface / shape category (:data:`CLASS_NAMES`).
-* ``reshading``: ``0.1 + 0.9 * max(0, n . l)`` for a unit-albedo scene under the fixed
-  camera-frame light ``l ~ (-0.35, -0.6, -0.72)`` (up-left, behind the camera), no shadows.
-* ``edge_occlusion``: 1 at pixels whose 4-neighbour lies on another surface and whose ray length
-  differs by more than 4 % (silhouettes; creases and contacts are not occlusions), else 0.
-* ``edge_texture``: Sobel magnitude of the grey noise-free image (replicate padding) / 4,
-  clipped to [0, 1] (a fixed scale, not per-image normalisation, so values compare across images).
-* ``keypoints2d``: Harris response (k = 0.05, 3x3 binomial window) of the grey noise-free image,
-  ``min(1, sqrt(max(R, 0)) * 12)``.
-* ``keypoints3d``: 3-D corner saliency from the hit point in the local frame of its surface:
-  ``max(b(d_vertex), 0.5 b(d_edge))`` with ``b(d) = max(0, 1 - d^2/0.15^2)^2`` for box vertices /
-  edges (cubes, slabs and the room's own corners and creases) and ``0.5 b(d_rim)`` for cylinder
-  rims; spheres have none.
-* ``principal_curvature``: analytic ``(k1, k2)`` in 1/m: sphere ``(1/r, 1/r)``, cylinder and
-  pillar sides ``(1/r, 0)``, caps and planes ``(0, 0)``.
-* ``image``: albedo * (ambient + intensity * max(0, n . light) * unshadowed), shadows from one
-  shadow ray per pixel tested against the objects, plus Gaussian sensor noise (image only).
+  Pixel ``(i, j)`` looks along ``((j + 0.5 - W/2) / f, (i + 0.5 - H/2) / f, 1)`` with
+  ``f = (W/2) / tan(fov_x/2)`` (square pixels, principal point at the image centre). World frame
+  and scene parametrisation: see :mod:`lhl.data.synthetic.scene`; labels: see
+  :mod:`lhl.data.synthetic.labels`.
+* Rays are cast with ``z = 1`` camera directions, so the ray parameter of a hit *is* its
+  z-buffer depth. The camera is inside a closed box room: every ray hits a room plane (exit
+  distance of the box), unless an object is nearer.
+* ``image``: ``albedo * (ambient + intensity * max(0, n . light) * unshadowed)`` with one shadow
+  ray per pixel towards the directional light, tested against the objects; solid procedural
+  textures (plain / checker / stripes / value noise, :class:`~lhl.data.synthetic.scene.Texture`);
+  plus Gaussian sensor noise (image only; labels use the geometry or the noise-free image).
+
+Performance: images are rendered in chunks of ~2**17 rays. Objects are culled per (ray, object)
+pair before the exact analytic intersections, which run only on surviving pairs: primary rays
+by the screen rectangle of each object's projected bounding box, shadow rays by the bounding
+box projected along the light. Culling is conservative, so it never changes a result.
 
 Determinism: every per-pixel computation is elementwise (+, *, /, sqrt, floor, comparisons,
-gathers, max-reductions) with no matrix products or transcendental functions, so a sample's
-pixels are bit-identical whatever batch it is rendered in. Intersections are batched over all
-images of a chunk: objects are grouped by shape and padded with inactive slots.
+gathers, min/max reductions) without matrix products, transcendental functions or convolution
+kernels, so a sample's pixels are bit-identical whatever batch it is rendered in; the scene and
+the sensor noise come from per-sample numpy generators.
 
-Label isolation: the shared geometry (:class:`Geometry`: hit distance, surface id, class, hit
-point, normals, local hit point) and the image are always computed; each label is computed by
-its entry in :data:`LABEL_FUNCTIONS`, looked up at call time, only when requested.
+Label isolation: the shared geometry (:class:`~lhl.data.synthetic.labels.Geometry`: hit
+distance, surface id, class, hit point, normals, local hit point) and the image are always
+computed; each label is computed by its entry in ``LABEL_FUNCTIONS``, looked up at call time,
+only when requested.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lhl.data.synthetic.scene import (CLASS_NAMES, NUM_CLASSES, SHAPE_KINDS, SPLIT_CODES,
-                                      TEXTURE_KINDS, Scene, sample_scene)
+from lhl.data.synthetic.labels import (LABEL_CHANNELS, LABEL_FUNCTIONS, SYNTHETIC_TASKS, V3,
+                                       Geometry)
+from lhl.data.synthetic.scene import (CLASS_NAMES, SHAPE_KINDS, SPLIT_CODES, TEXTURE_KINDS, Scene,
+                                      sample_scene)
 
-SYNTHETIC_TASKS: tuple[str, ...] = ("segmentation", "depth", "normal", "edge_occlusion", "reshading",
-                                    "keypoints2d", "edge_texture", "depth_euclidean",
-                                    "principal_curvature", "keypoints3d")
-LABEL_CHANNELS: dict[str, int] = {t: 1 for t in SYNTHETIC_TASKS}
-LABEL_CHANNELS.update(segmentation=NUM_CLASSES, normal=3, principal_curvature=2)
-
-# Surface kinds: 0 room plane (seen from inside), 1 sphere, 2 box, 3 vertical cylinder.
 _KIND_CODE = {"sphere": 1, "cube": 2, "slab": 2, "cylinder": 3, "pillar": 3}
 _ROOM_CLASSES = (0, 2, 1, 1, 1, 1)  # floor, ceiling, wall x-, x+, z-, z+
-_MAX_RAYS_PER_CHUNK = 1 << 18
+_MAX_RAYS_PER_CHUNK = 1 << 17
 _EPS = 1e-4
 _INF = float("inf")
-
-V3 = tuple[Tensor, Tensor, Tensor]
-
-
-@dataclass
-class Geometry:
-    """Ray-cast buffers of a chunk of N images (all ``[N, H, W]`` unless noted).
-
-    ``depth``: z-buffer depth; ``ray_len``: length of the ``z = 1`` camera ray (depth_euclidean
-    = depth * ray_len); ``surface``: int64 surface id (0-5 room planes, 6 + k object k);
-    ``cls``: int64 class; ``kind``: int64 surface kind; ``point``/``local``: hit point in world /
-    surface-local frame; ``normal_world``/``normal_cam``: unit normals facing the camera;
-    ``half``: half extents of the hit surface; ``image_clean``: ``[N, 3, H, W]`` noise-free image.
-    """
-
-    depth: Tensor
-    ray_len: Tensor
-    surface: Tensor
-    cls: Tensor
-    kind: Tensor
-    point: V3
-    local: V3
-    normal_world: V3
-    normal_cam: V3
-    half: V3
-    image_clean: Tensor | None = None
 
 
 # --------------------------------------------------------------------------------- packing
 
 def _pack(scenes: Sequence[Scene], resolution: tuple[int, int]) -> dict[str, Tensor]:
-    """Per-image parameters as float32/int64 tensors; surfaces padded to ``6 + K``."""
+    """Per-image parameters as float32 / int64 tensors; surfaces padded to ``6 + K``.
+
+    ``f`` ``[N, S, 21]`` per-surface floats: 0-2 centre, 3-5 half extents, 6 cos(yaw),
+    7 sin(yaw), 8-10 colour a, 11-13 colour b, 14 texture scale, 15-17 offset, 18-20 direction;
+    ``i`` ``[N, S, 4]``: kind (-1 inactive), class, texture kind, texture seed;
+    ``cam`` ``[N, 13]``: position, R (row-major; columns = camera axes in world), focal (px);
+    ``light`` ``[N, 5]``: unit direction, intensity, ambient; culling bounds (see
+    :func:`_culling_bounds`)."""
     n, k = len(scenes), max(1, max(len(s.objects) for s in scenes))
-    s_count = 6 + k
-    # Per-surface float columns: 0-2 centre, 3-5 half extents, 6 cos(yaw), 7 sin(yaw),
-    # 8-10 colour a, 11-13 colour b, 14 texture scale, 15-17 offset, 18-20 direction, 21 1/half_x.
-    f = np.zeros((n, s_count, 22), np.float64)
-    i = np.zeros((n, s_count, 4), np.int64)  # kind (-1 inactive), class, texture kind, tex seed
-    i[:, :, 0] = -1
-    cam = np.zeros((n, 13), np.float64)  # position 3, R 9 (row-major, columns = cam axes), f
-    light = np.zeros((n, 5), np.float64)
+    pad_f, pad_i = (0.0,) * 21, (-1, 0, 0, 0)
+    fl, il, cam, light = [], [], [], []
     width = resolution[1]
-    for b, sc in enumerate(scenes):
+    for sc in scenes:
+        bad = [o.kind for o in sc.objects if o.kind not in _KIND_CODE]
+        if bad or len(sc.room_textures) != 6:
+            raise ValueError(f"bad scene: object kinds {bad} not in {SHAPE_KINDS} or "
+                             f"{len(sc.room_textures)} room textures instead of 6")
         w, h, d = sc.room_size
-        surfaces = [("room", c, (0.0, h / 2, 0.0), (w / 2, h / 2, d / 2), 0.0, t)
+        surfaces = [(0, c, (0.0, h / 2, 0.0), (w / 2, h / 2, d / 2), 0.0, t)
                     for c, t in zip(_ROOM_CLASSES, sc.room_textures)]
-        surfaces += [(o.kind, 3 + SHAPE_KINDS.index(o.kind), o.center, o.half, o.yaw, o.texture)
-                     for o in sc.objects]
-        for s, (kind, c, center, half, yaw, tex) in enumerate(surfaces):
-            i[b, s] = (_KIND_CODE.get(kind, 0), c, TEXTURE_KINDS.index(tex.kind), tex.seed)
-            f[b, s] = (*center, *half, math.cos(yaw), math.sin(yaw), *tex.color_a, *tex.color_b,
-                       tex.scale, *tex.offset, *tex.direction, 1.0 / half[0])
+        surfaces += [(_KIND_CODE[o.kind], CLASS_NAMES.index(o.kind), o.center, o.half, o.yaw,
+                      o.texture) for o in sc.objects]
+        for kind, c, center, half, yaw, tex in surfaces:
+            il.append((kind, c, TEXTURE_KINDS.index(tex.kind), tex.seed))
+            fl.append((*center, *half, math.cos(yaw), math.sin(yaw), *tex.color_a, *tex.color_b,
+                       tex.scale, *tex.offset, *tex.direction))
+        fl.extend([pad_f] * (k - len(sc.objects)))
+        il.extend([pad_i] * (k - len(sc.objects)))
         cm = sc.camera
-        fwd = np.array([math.cos(cm.pitch) * math.sin(cm.yaw), -math.sin(cm.pitch),
-                        math.cos(cm.pitch) * math.cos(cm.yaw)])
-        right = np.cross([0.0, -1.0, 0.0], fwd)
-        right /= np.linalg.norm(right)
-        down = np.cross(fwd, right)
-        rot = np.stack([right, down, fwd], axis=1)
-        focal = (width / 2) / math.tan(math.radians(cm.fov_x) / 2)
-        cam[b] = (*cm.position, *rot.reshape(-1), focal)
-        ld = np.asarray(sc.light.direction, np.float64)
-        light[b] = (*(ld / np.linalg.norm(ld)), sc.light.intensity, sc.light.ambient)
+        cp, sp, cy, sy = math.cos(cm.pitch), math.sin(cm.pitch), math.cos(cm.yaw), math.sin(cm.yaw)
+        right, down, fwd = (-cy, 0.0, sy), (-sp * sy, -cp, -sp * cy), (cp * sy, -sp, cp * cy)
+        rot = [axis[a] for a in range(3) for axis in (right, down, fwd)]
+        cam.append((*cm.position, *rot, (width / 2) / math.tan(math.radians(cm.fov_x) / 2)))
+        lx, ly, lz = sc.light.direction
+        ln = math.sqrt(lx * lx + ly * ly + lz * lz)
+        light.append((lx / ln, ly / ln, lz / ln, sc.light.intensity, sc.light.ambient))
+    f_np, cam_np, light_np = (np.asarray(x, np.float64) for x in (fl, cam, light))
+    f_np = f_np.reshape(n, 6 + k, 21)
+    screen, basis, shadow = _culling_bounds(f_np, cam_np, light_np, resolution)
     t = lambda a: torch.from_numpy(a.astype(np.float32))  # noqa: E731
-    return {"f": t(f), "i": torch.from_numpy(i), "cam": t(cam), "light": t(light)}
+    return {"f": t(f_np), "i": torch.tensor(il, dtype=torch.int64).view(n, 6 + k, 4),
+            "cam": t(cam_np), "light": t(light_np), "screen": t(screen), "basis": t(basis),
+            "shadow": t(shadow)}
 
 
 # ---------------------------------------------------------------------------- intersections
@@ -177,39 +148,91 @@ def _hit_cylinder(o: V3, d: V3, c: V3, r: Tensor, hh: Tensor) -> Tensor:
 
 def _take(x: Tensor, img: Tensor, pix: Tensor) -> Tensor:
     """Values of ``x`` (``[N, 1, 1]`` per image or ``[N, H, W]`` per ray) at candidate rays."""
-    return x.reshape(-1)[img] if x.shape[1] == x.shape[2] == 1 else x.reshape(-1)[pix]
+    return x.reshape(-1).index_select(0, img if x.shape[1] == x.shape[2] == 1 else pix)
 
 
-def _cast_objects(o: V3, d: V3, pk: dict[str, Tensor], shape: tuple[int, int, int],
-                  mask: Tensor | None = None, any_hit: bool = False):
-    """Nearest object hit per ray: ``(t, surface id)`` ``[N, H, W]`` (inf / -1 where none), or
+def _culling_bounds(f: np.ndarray, cam: np.ndarray, light: np.ndarray,
+                    resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Conservative per-object bounds for culling (numpy, float64, vectorised over the chunk).
+
+    Returns ``screen`` ``[N, K, 4]`` (u0, u1, v0, v1: pixel-centre range of the projected
+    bounding box, 1 px margin, the whole image if a corner is behind / near the camera),
+    ``basis`` ``[N, 3, 3]`` (e1, e2 perpendicular to the light, and the light direction) and
+    ``shadow`` ``[N, K, 5]`` (e1 range, e2 range, max along the light) of the bounding boxes."""
+    obj = f[:, 6:]
+    sgn = np.array([[(c >> a & 1) * 2.0 - 1.0 for c in range(8)] for a in range(3)])
+    lx, ly, lz = (obj[:, :, 3 + a, None] * sgn[a] for a in range(3))
+    cos, sin = obj[:, :, 6, None], obj[:, :, 7, None]
+    corners = np.stack([obj[:, :, 0, None] + cos * lx + sin * lz, obj[:, :, 1, None] + ly,
+                        obj[:, :, 2, None] - sin * lx + cos * lz], -1)  # [N, K, 8, 3]
+    rot = cam[:, 3:12].reshape(-1, 3, 3)
+    pc = np.einsum("nkci,nij->nkcj", corners - cam[:, None, None, :3], rot)  # camera frame
+    hgt, wid = resolution
+    front = (pc[..., 2] > 1e-2).all(-1)
+    z = np.maximum(pc[..., 2], 1e-2)
+    focal = cam[:, 12, None, None]
+    u, v = focal * pc[..., 0] / z + wid / 2, focal * pc[..., 1] / z + hgt / 2
+    big = float(max(hgt, wid) + 10)
+    screen = np.stack([np.where(front, u.min(-1) - 1, -big), np.where(front, u.max(-1) + 1, big),
+                       np.where(front, v.min(-1) - 1, -big), np.where(front, v.max(-1) + 1, big)],
+                      -1)
+    ld = light[:, :3]
+    helper = np.where(np.abs(ld[:, 1:2]) < 0.9, [[0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]])
+    e1 = np.cross(ld, helper)
+    e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
+    basis = np.stack([e1, np.cross(ld, e1), ld], 1)
+    proj = np.einsum("nkci,nai->nkac", corners, basis)  # [N, K, 3, 8]
+    margin = 1e-3
+    shadow = np.stack([proj[:, :, 0].min(-1) - margin, proj[:, :, 0].max(-1) + margin,
+                       proj[:, :, 1].min(-1) - margin, proj[:, :, 1].max(-1) + margin,
+                       proj[:, :, 2].max(-1) + margin], -1)
+    return screen, basis, shadow
+
+
+def _cull_primary(pk: dict[str, Tensor], shape: tuple[int, int, int]) -> Tensor:
+    """``[N, H, W, K]`` bool: pixel centre inside the object's screen rectangle."""
+    n, hgt, wid = shape
+    scr = pk["screen"][:, None]  # [N, 1, K, 4]
+    jj = torch.arange(wid, dtype=torch.float32).view(1, wid, 1) + 0.5
+    ii = torch.arange(hgt, dtype=torch.float32).view(1, hgt, 1) + 0.5
+    cols = (jj >= scr[..., 0]) & (jj <= scr[..., 1])  # [N, W, K]
+    rows = (ii >= scr[..., 2]) & (ii <= scr[..., 3])  # [N, H, K]
+    return rows[:, :, None] & cols[:, None]
+
+
+def _cull_shadow(pk: dict[str, Tensor], point: V3) -> Tensor:
+    """``[N, H, W, K]`` bool: the shadow ray from ``point`` (parallel to the light) passes through
+    the object's bounding box projected along the light, and the box is not entirely behind."""
+    n = point[0].shape[0]
+    basis, bounds = pk["basis"], pk["shadow"].view(n, 1, 1, -1, 5)
+    out = None
+    for a in range(3):
+        w = [basis[:, a, c].view(n, 1, 1) for c in range(3)]
+        proj = (point[0] * w[0] + point[1] * w[1] + point[2] * w[2])[..., None]
+        ok = proj < bounds[..., 2 * a + 1 if a < 2 else 4]
+        if a < 2:
+            ok &= proj > bounds[..., 2 * a]
+        out = ok if out is None else out & ok
+    return out
+
+
+def _cast_objects(o: V3, d: V3, pk: dict[str, Tensor], cand: Tensor, any_hit: bool = False):
+    """Nearest object hit per ray: ``(t, surface id)`` ``[N, H, W]`` (inf / 2**30 where none), or
     with ``any_hit`` a bool "blocked" mask. ``None`` when the batch has no objects.
 
-    ``o``/``d`` components are ``[N, 1, 1]`` (per image) or ``[N, H, W]`` (per ray). Each ray is
-    first tested against every object's bounding sphere (dense, cheap); the exact sphere / box /
-    cylinder intersections run only on the (ray, object) candidate pairs that pass."""
-    n, hgt, wid = shape
+    ``o``/``d`` components are ``[N, 1, 1]`` (per image) or ``[N, H, W]`` (per ray); ``cand``
+    ``[N, H, W, K]`` marks the (ray, object) pairs that survived culling: the exact sphere / box /
+    cylinder intersections run only on those."""
+    n, hgt, wid, _ = cand.shape
     f, kinds = pk["f"][:, 6:], pk["i"][:, 6:, 0]
-    active = kinds > 0
-    if not bool(active.any()):
-        return None
-    ex = lambda x: x[..., None]  # noqa: E731
-    obj = lambda col: f[:, :, col].view(n, 1, 1, -1)  # noqa: E731
-    oc = [ex(o[a]) - obj(a) for a in range(3)]
-    dd = [ex(x) for x in d]
-    b = oc[0] * dd[0] + oc[1] * dd[1] + oc[2] * dd[2]
-    rad2 = (f[:, :, 3] ** 2 + f[:, :, 4] ** 2 + f[:, :, 5] ** 2) * 1.001 + 1e-4
-    c = oc[0] * oc[0] + oc[1] * oc[1] + oc[2] * oc[2] - rad2.view(n, 1, 1, -1)
-    a = dd[0] * dd[0] + dd[1] * dd[1] + dd[2] * dd[2]
-    cand = (b * b > a * c) & ((b < 0) | (c < 0)) & active.view(n, 1, 1, -1)
-    if mask is not None:
-        cand &= mask[..., None]
+    cand = cand & (kinds > 0).view(n, 1, 1, -1)
     img, row, col, k = cand.nonzero(as_tuple=True)
     pix = (img * hgt + row) * wid + col
     oo = tuple(_take(x, img, pix) for x in o)
     do = tuple(_take(x, img, pix) for x in d)
-    p = f[img, k]  # [M, 22]
-    kind = kinds[img, k]
+    obj = img * f.shape[1] + k
+    p = f[:, :, :8].reshape(-1, 8).index_select(0, obj)  # [M, 8]
+    kind = kinds.reshape(-1).index_select(0, obj)
     cen, half = (p[:, 0], p[:, 1], p[:, 2]), (p[:, 3], p[:, 4], p[:, 5])
     t = torch.where(kind == 1, _hit_sphere(oo, do, cen, half[0]),
                     torch.where(kind == 2, _hit_box(oo, do, cen, half, p[:, 6], p[:, 7]),
@@ -235,24 +258,20 @@ def _geometry(pk: dict[str, Tensor], n: int, height: int, width: int) -> Geometr
     rot = [per(cam[:, 3 + j]) for j in range(9)]  # R[a, b] = rot[3a + b]; columns = cam axes
     d = tuple(rot[3 * a] * u + rot[3 * a + 1] * v + rot[3 * a + 2] for a in range(3))
     o = tuple(per(cam[:, a]) for a in range(3))
-    # Room: the camera is inside the box, so the exit distance along each axis is the hit.
+    # Room: the camera is inside the box, so the exit distance along each axis (the larger of
+    # the two slab roots; +inf for a ray parallel to the slab) is the hit.
     f0 = pk["f"][:, 0]
-    t_room = surf = None
+    ts = []
     for a in range(3):
-        lo, hi = per(f0[:, a] - f0[:, 3 + a]), per(f0[:, a] + f0[:, 3 + a])
-        t = torch.where(d[a] > 0, (hi - o[a]) / d[a], (lo - o[a]) / d[a])
-        t = torch.where(d[a] == 0, _INF, t)
-        code = torch.where(d[a] > 0, 1, 0) + (2, 0, 4)[a]  # surface order: y-, y+, x-, x+, z-, z+
-        code = code.expand_as(t)
-        if t_room is None:
-            t_room, surf = t, code
-        else:
-            closer = t < t_room
-            t_room, surf = torch.where(closer, t, t_room), torch.where(closer, code, surf)
-    surf = surf.long()
-    cast = _cast_objects(o, d, pk, (n, height, width))
-    if cast is not None:
-        t_obj, s_obj = cast
+        lo = per(f0[:, a] - f0[:, 3 + a] - cam[:, a])
+        hi = per(f0[:, a] + f0[:, 3 + a] - cam[:, a])
+        ts.append(torch.maximum(lo / d[a], hi / d[a]))
+    t_room = torch.minimum(torch.minimum(ts[0], ts[1]), ts[2])
+    # Surface order: floor (y-), ceiling (y+), wall x-, x+, z-, z+.
+    surf = torch.where(t_room == ts[1], (d[1] > 0).long(),
+                       torch.where(t_room == ts[0], 2 + (d[0] > 0).long(), 4 + (d[2] > 0).long()))
+    if bool((pk["i"][:, 6:, 0] > 0).any()):
+        t_obj, s_obj = _cast_objects(o, d, pk, _cull_primary(pk, (n, height, width)))
         closer = t_obj < t_room
         depth, surf = torch.where(closer, t_obj, t_room), torch.where(closer, s_obj, surf)
     else:
@@ -265,52 +284,48 @@ def _geometry(pk: dict[str, Tensor], n: int, height: int, width: int) -> Geometr
     point = tuple(o[a] + depth * d[a] for a in range(3))
     center, half, cos, sin = (g(0), g(1), g(2)), (g(3), g(4), g(5)), g(6), g(7)
     lx, ly, lz = _to_local(point, center, cos, sin)
-    # Local normals: boxes / room by the dominant relative coordinate, spheres radial,
-    # cylinders radial on the side and axial on the caps.
+    # Local normal direction = local point masked per axis: boxes / room keep the dominant
+    # relative coordinate, spheres keep all three, cylinders (x, z) on the side and y on a cap.
     ax, ay, az = lx.abs() / half[0], ly.abs() / half[1], lz.abs() / half[2]
     bx = (ax >= ay) & (ax >= az)
     by = ~bx & (ay >= az)
-    bz = ~bx & ~by
-    sx, sy, sz = torch.sign(lx), torch.sign(ly), torch.sign(lz)
-    rho = torch.sqrt(lx * lx + lz * lz).clamp_min(1e-12)
-    cap = ay >= rho / half[0]
-    inv_r = g(21)
-    is_sph, is_box, is_cyl = kind == 1, kind == 2, kind == 3
-    nx = torch.where(is_sph, lx * inv_r, torch.where(is_cyl, torch.where(cap, 0.0, lx / rho), bx * sx))
-    ny = torch.where(is_sph, ly * inv_r, torch.where(is_cyl, torch.where(cap, sy, 0.0), by * sy))
-    nz = torch.where(is_sph, lz * inv_r, torch.where(is_cyl, torch.where(cap, 0.0, lz / rho), bz * sz))
+    is_sph, is_cyl = kind == 1, kind == 3
+    boxy = ~(is_sph | is_cyl)
+    cap = is_cyl & (ay * ay >= ax * ax + az * az)
+    side = is_cyl ^ cap
+    wx = is_sph | side | (boxy & bx)
+    wy = is_sph | cap | (boxy & by)
+    wz = is_sph | side | (boxy & ~(bx | by))
+    nx, ny, nz = lx * wx, ly * wy, lz * wz
     nx, ny, nz = cos * nx + sin * nz, ny, cos * nz - sin * nx  # local -> world
     nrm = torch.sqrt(nx * nx + ny * ny + nz * nz)
     flip = torch.where(nx * d[0] + ny * d[1] + nz * d[2] > 0, -1.0, 1.0) / nrm  # face the camera
     nw = (nx * flip, ny * flip, nz * flip)
     nc = tuple(rot[a] * nw[0] + rot[3 + a] * nw[1] + rot[6 + a] * nw[2] for a in range(3))
-    del is_box
     ray_len = torch.sqrt(u * u + v * v + 1.0).expand(n, height, width)
     return Geometry(depth, ray_len, surf, cls, kind, point, (lx, ly, lz), nw, nc, half)
 
 
 # ------------------------------------------------------------------------------------ image
 
-def _hash(ix: Tensor, iy: Tensor, iz: Tensor, seed: Tensor) -> Tensor:
-    m = 0x7FFFFFFF
-    h = (ix * 374761393 + iy * 668265263 + iz * 1440662683 + seed * 1274126177) & m
-    h = ((h ^ (h >> 13)) * 1103515245) & m
-    h = h ^ (h >> 16)
-    return (h & 0xFFFF).float() * (1.0 / 65535.0)
+# Lattice values of the value noise: a fixed random table indexed by a linear hash of the
+# lattice coordinates and the texture seed (wrapping modulo 2**16).
+_NOISE_TABLE = torch.from_numpy(np.random.default_rng(20240601).random(1 << 16).astype(np.float32))
+_PRIMES = (374761393, 668265263, 1440662683)
 
 
 def _value_noise(q: V3, seed: Tensor) -> Tensor:
+    """3-D value noise in [0, 1] (smoothstep-trilinear interpolation of lattice values)."""
     base = [torch.floor(x) for x in q]
-    frac = [x - b for x, b in zip(q, base)]
-    w = [fr * fr * (3.0 - 2.0 * fr) for fr in frac]
-    ib = [b.long() for b in base]
-    out = 0.0
-    for cx in (0, 1):
-        for cy in (0, 1):
-            for cz in (0, 1):
-                wt = (w[0] if cx else 1 - w[0]) * (w[1] if cy else 1 - w[1]) * (w[2] if cz else 1 - w[2])
-                out = out + wt * _hash(ib[0] + cx, ib[1] + cy, ib[2] + cz, seed)
-    return out
+    w = [(x - b) * (x - b) * (3.0 - 2.0 * (x - b)) for x, b in zip(q, base)]
+    h0 = (base[0].long() * _PRIMES[0] + base[1].long() * _PRIMES[1] + base[2].long() * _PRIMES[2]
+          + seed)
+    corner = lambda cx, cy, cz: _NOISE_TABLE[  # noqa: E731
+        (h0 + (cx * _PRIMES[0] + cy * _PRIMES[1] + cz * _PRIMES[2])) & 0xFFFF]
+    lerp = lambda a, b, t: a + t * (b - a)  # noqa: E731
+    yz = [[lerp(corner(0, cy, cz), corner(1, cy, cz), w[0]) for cz in (0, 1)] for cy in (0, 1)]
+    z = [lerp(yz[0][cz], yz[1][cz], w[1]) for cz in (0, 1)]
+    return lerp(z[0], z[1], w[2])
 
 
 def _albedo(geo: Geometry, pk: dict[str, Tensor]) -> Tensor:
@@ -328,7 +343,9 @@ def _albedo(geo: Geometry, pk: dict[str, Tensor]) -> Tensor:
     if bool(noisy.any()):
         seed = pk["i"][:, :, 3].gather(1, flat).view(n, hgt, wid)[noisy]
         qs = tuple(x[noisy] for x in q)
-        val = 0.65 * _value_noise(qs, seed) + 0.35 * _value_noise(tuple(2.0 * x for x in qs), seed + 7)
+        m = seed.shape[0]
+        both = _value_noise(tuple(torch.cat([x, 2.0 * x]) for x in qs), torch.cat([seed, seed + 7]))
+        val = 0.65 * both[:m] + 0.35 * both[m:]  # two octaves
         w = w.masked_scatter(noisy, ((val - 0.5) * 2.2 + 0.5).clamp(0, 1))
     cols = [g(8 + c) + w * (g(11 + c) - g(8 + c)) for c in range(3)]
     return torch.stack(cols, 1)
@@ -341,127 +358,10 @@ def _shade(geo: Geometry, pk: dict[str, Tensor]) -> Tensor:
     lam = (geo.normal_world[0] * ld[0] + geo.normal_world[1] * ld[1]
            + geo.normal_world[2] * ld[2]).clamp_min(0)
     origin = tuple(geo.point[a] + 2e-3 * geo.normal_world[a] for a in range(3))
-    blocked = _cast_objects(origin, ld, pk, tuple(geo.depth.shape), lam > 0, any_hit=True)
-    if blocked is not None:
-        lam = torch.where(blocked, 0.0, lam)
+    if bool((pk["i"][:, 6:, 0] > 0).any()):
+        cand = _cull_shadow(pk, origin) & (lam > 0)[..., None]
+        lam = torch.where(_cast_objects(origin, ld, pk, cand, any_hit=True), 0.0, lam)
     return lt[:, 4].view(n, 1, 1) + lt[:, 3].view(n, 1, 1) * lam
-
-
-# ----------------------------------------------------------------------------------- labels
-
-def _grey(img: Tensor) -> Tensor:
-    return 0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]
-
-
-def _pad(x: Tensor) -> Tensor:
-    return torch.nn.functional.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-
-
-def _sobel(x: Tensor) -> tuple[Tensor, Tensor]:
-    p = _pad(x)
-    sm_v = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # vertical smoothing, [N, H, W+2]
-    sm_h = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]  # horizontal smoothing, [N, H+2, W]
-    return sm_v[:, :, 2:] - sm_v[:, :, :-2], sm_h[:, 2:] - sm_h[:, :-2]
-
-
-def _binomial3(x: Tensor) -> Tensor:
-    p = _pad(x)
-    p = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]
-    return (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * (1.0 / 16.0)
-
-
-def _bump(d2: Tensor, sigma: float = 0.15) -> Tensor:
-    return (1.0 - d2 * (1.0 / sigma**2)).clamp_min(0) ** 2
-
-
-def label_segmentation(geo: Geometry) -> Tensor:
-    """int64 ``[N, H, W]`` class ids."""
-    return geo.cls.clone()
-
-
-def label_depth(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` z-buffer depth (m)."""
-    return geo.depth[:, None].clone()
-
-
-def label_depth_euclidean(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` distance from the camera centre (m)."""
-    return (geo.depth * geo.ray_len)[:, None]
-
-
-def label_normal(geo: Geometry) -> Tensor:
-    """``[N, 3, H, W]`` unit normals, camera frame, facing the camera."""
-    return torch.stack(geo.normal_cam, 1)
-
-
-_CANONICAL_LIGHT = (-0.35, -0.6, -0.72)
-
-
-def label_reshading(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` unit-albedo shading under the canonical camera-frame light, in [0, 1]."""
-    ln = math.sqrt(sum(c * c for c in _CANONICAL_LIGHT))
-    lam = sum(nc * (c / ln) for nc, c in zip(geo.normal_cam, _CANONICAL_LIGHT))
-    return (0.1 + 0.9 * lam.clamp_min(0))[:, None]
-
-
-def label_edge_occlusion(geo: Geometry, threshold: float = 0.04) -> Tensor:
-    """``[N, 1, H, W]`` {0, 1} silhouette (depth-discontinuity) boundaries."""
-    dist, s = geo.depth * geo.ray_len, geo.surface
-    edge = torch.zeros_like(dist, dtype=torch.bool)
-    for sl_a, sl_b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                       ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
-        a, b = (slice(None), *sl_a), (slice(None), *sl_b)
-        jump = (dist[a] - dist[b]).abs() > threshold * torch.minimum(dist[a], dist[b])
-        e = jump & (s[a] != s[b])
-        edge[a] |= e
-        edge[b] |= e
-    return edge[:, None].float()
-
-
-def label_edge_texture(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` Sobel magnitude of the noise-free grey image / 4, in [0, 1]."""
-    gx, gy = _sobel(_grey(geo.image_clean))
-    return (torch.sqrt(gx * gx + gy * gy) * 0.25).clamp(0, 1)[:, None]
-
-
-def label_keypoints2d(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` Harris corner response of the noise-free grey image, in [0, 1]."""
-    gx, gy = _sobel(_grey(geo.image_clean))
-    gx, gy = gx * 0.125, gy * 0.125
-    sxx, syy, sxy = _binomial3(gx * gx), _binomial3(gy * gy), _binomial3(gx * gy)
-    tr = sxx + syy
-    resp = sxx * syy - sxy * sxy - 0.05 * tr * tr
-    return (torch.sqrt(resp.clamp_min(0)) * 12.0).clamp(0, 1)[:, None]
-
-
-def label_keypoints3d(geo: Geometry) -> Tensor:
-    """``[N, 1, H, W]`` 3-D corner saliency in [0, 1] (box vertices 1, edges / rims 0.5)."""
-    e2 = [((h - lc.abs()).clamp_min(0)) ** 2 for h, lc in zip(geo.half, geo.local)]
-    vert = e2[0] + e2[1] + e2[2]
-    edge = vert - torch.maximum(torch.maximum(e2[0], e2[1]), e2[2])
-    box = torch.maximum(_bump(vert), 0.5 * _bump(edge))
-    rho = torch.sqrt(geo.local[0] ** 2 + geo.local[2] ** 2)
-    rim = 0.5 * _bump((geo.half[0] - rho) ** 2 + e2[1])
-    out = torch.where((geo.kind == 0) | (geo.kind == 2), box, torch.where(geo.kind == 3, rim, 0.0))
-    return out[:, None]
-
-
-def label_principal_curvature(geo: Geometry) -> Tensor:
-    """``[N, 2, H, W]`` analytic principal curvatures (k1, k2) in 1/m."""
-    inv_r = 1.0 / geo.half[0]
-    side = (geo.kind == 3) & (geo.normal_world[1].abs() < 0.5)
-    k1 = torch.where((geo.kind == 1) | side, inv_r, 0.0)
-    k2 = torch.where(geo.kind == 1, inv_r, 0.0)
-    return torch.stack([k1, k2], 1)
-
-
-LABEL_FUNCTIONS: dict[str, Callable[[Geometry], Tensor]] = {
-    "segmentation": label_segmentation, "depth": label_depth, "normal": label_normal,
-    "edge_occlusion": label_edge_occlusion, "reshading": label_reshading,
-    "keypoints2d": label_keypoints2d, "edge_texture": label_edge_texture,
-    "depth_euclidean": label_depth_euclidean, "principal_curvature": label_principal_curvature,
-    "keypoints3d": label_keypoints3d,
-}
 
 
 # ----------------------------------------------------------------------------------- render
@@ -471,7 +371,8 @@ def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
         tasks = (tasks,)
     for task in tasks:
         if task not in SYNTHETIC_TASKS:
-            raise ValueError(f"unknown synthetic task {task!r}; valid tasks: {', '.join(SYNTHETIC_TASKS)}")
+            raise ValueError(f"unknown synthetic task {task!r}; "
+                             f"valid tasks: {', '.join(SYNTHETIC_TASKS)}")
     return tuple(dict.fromkeys(tasks))
 
 
@@ -534,5 +435,5 @@ def render(seed: int, split: str, indices: Sequence[int], resolution: tuple[int,
     return render_scenes([sample_scene(int(seed), split, i) for i in idx], resolution, tasks)
 
 
-__all__ = ["CLASS_NAMES", "Geometry", "LABEL_CHANNELS", "LABEL_FUNCTIONS", "NUM_CLASSES",
-           "SYNTHETIC_TASKS", "render", "render_scenes"]
+__all__ = ["Geometry", "LABEL_CHANNELS", "LABEL_FUNCTIONS", "SYNTHETIC_TASKS", "render",
+           "render_scenes"]

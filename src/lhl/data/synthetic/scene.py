@@ -21,6 +21,7 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class Scene:
 
 # ----------------------------------------------------------------------------------- sampling
 
-_OBJECT_PROBS = np.array([0.22, 0.24, 0.16, 0.22, 0.16])  # sphere, cube, slab, cylinder, pillar
+_OBJECT_PROBS = (0.22, 0.24, 0.16, 0.22, 0.16)  # sphere, cube, slab, cylinder, pillar
 # Texture kind preferences per category (plain, checker, stripes, noise): the categories differ in
 # texture statistics as well as shape, which keeps segmentation learnable from small images.
 _TEXTURE_PROBS = {
@@ -111,86 +112,108 @@ _TEXTURE_PROBS = {
 }
 
 
+class _Stream:
+    """Uniform [0, 1) numbers drawn from one generator in blocks (fast scalar draws)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.buf, self.pos = rng, [], 0
+
+    def __call__(self, lo: float = 0.0, hi: float = 1.0) -> float:
+        if self.pos == len(self.buf):
+            self.buf, self.pos = self.rng.random(64).tolist(), 0
+        self.pos += 1
+        return lo + (hi - lo) * self.buf[self.pos - 1]
+
+    def choice(self, probs: Sequence[float]) -> int:
+        u, acc = self(), 0.0
+        for i, p in enumerate(probs):
+            acc += p
+            if u < acc:
+                return i
+        return len(probs) - 1
+
+    def integer(self) -> int:
+        return int(self() * 2**31)
+
+
 def _hsv(h: float, s: float, v: float) -> Vec3:
-    r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
-    return (r, g, b)
+    return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
 
 
-def _texture(rng: np.random.Generator, kind_of: str, colors: tuple[Vec3, Vec3], scale: float,
+def _texture(u: _Stream, kind_of: str, colors: tuple[Vec3, Vec3], scale: float,
              direction: Vec3) -> Texture:
-    kind = TEXTURE_KINDS[int(rng.choice(4, p=_TEXTURE_PROBS[kind_of]))]
-    offset = tuple(float(x) for x in rng.uniform(0.0, 10.0, 3))
-    return Texture(kind, colors[0], colors[1], scale, offset, direction,  # type: ignore[arg-type]
-                   int(rng.integers(0, 2**31 - 1)))
+    kind = TEXTURE_KINDS[u.choice(_TEXTURE_PROBS[kind_of])]
+    return Texture(kind, colors[0], colors[1], scale, (u(0, 10), u(0, 10), u(0, 10)), direction,
+                   u.integer())
 
 
-def _object_colors(rng: np.random.Generator) -> tuple[Vec3, Vec3]:
-    hue, sat, val = rng.uniform(0, 1), rng.uniform(0.45, 0.9), rng.uniform(0.5, 0.95)
-    if rng.uniform() < 0.5:  # same hue, darker
-        return _hsv(hue, sat, val), _hsv(hue, sat, val * rng.uniform(0.3, 0.6))
-    return _hsv(hue, sat, val), _hsv(hue + rng.uniform(0.25, 0.75), sat, val * 0.8)
+def _object_colors(u: _Stream) -> tuple[Vec3, Vec3]:
+    hue, sat, val = u(), u(0.45, 0.9), u(0.5, 0.95)
+    if u() < 0.5:  # same hue, darker
+        return _hsv(hue, sat, val), _hsv(hue, sat, val * u(0.3, 0.6))
+    return _hsv(hue, sat, val), _hsv(hue + u(0.25, 0.75), sat, val * 0.8)
 
 
-def _room_textures(rng: np.random.Generator) -> tuple[Texture, ...]:
-    fh, fs, fv = rng.uniform(0.03, 0.13), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.7)
-    floor_cols = (_hsv(fh, fs, fv), _hsv(fh, fs, fv * rng.uniform(0.5, 0.75)))
-    a = float(rng.choice([0.0, math.pi / 2]))
-    floor = _texture(rng, "floor", floor_cols, rng.uniform(0.3, 0.8), (math.cos(a), 0.0, math.sin(a)))
-    wh, ws, wv = rng.uniform(0, 1), rng.uniform(0.08, 0.35), rng.uniform(0.65, 0.9)
-    wall_cols = (_hsv(wh, ws, wv), _hsv(wh + rng.uniform(-0.1, 0.1), ws, wv * rng.uniform(0.7, 0.85)))
-    wall = _texture(rng, "wall", wall_cols, rng.uniform(0.15, 0.6), (0.0, 0.0, 0.0))
-    vertical = rng.uniform() < 0.5  # stripes across the wall (vertical) or bands (horizontal)
+def _room_textures(u: _Stream) -> tuple[Texture, ...]:
+    fh, fs, fv = u(0.03, 0.13), u(0.25, 0.6), u(0.35, 0.7)
+    floor_cols = (_hsv(fh, fs, fv), _hsv(fh, fs, fv * u(0.5, 0.75)))
+    a = math.pi / 2 if u() < 0.5 else 0.0
+    floor = _texture(u, "floor", floor_cols, u(0.3, 0.8), (math.cos(a), 0.0, math.sin(a)))
+    wh, ws, wv = u(), u(0.08, 0.35), u(0.65, 0.9)
+    wall_cols = (_hsv(wh, ws, wv), _hsv(wh + u(-0.1, 0.1), ws, wv * u(0.7, 0.85)))
+    wall = _texture(u, "wall", wall_cols, u(0.15, 0.6), (0.0, 0.0, 0.0))
+    vertical = u() < 0.5  # stripes across the wall (vertical) or bands (horizontal)
     walls = []
     for along in ((0.0, 0.0, 1.0), (0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (1.0, 0.0, 0.0)):
         walls.append(Texture(wall.kind, wall.color_a, wall.color_b, wall.scale,
-                             tuple(float(x) for x in rng.uniform(0, 10, 3)),  # type: ignore[arg-type]
-                             along if vertical else (0.0, 1.0, 0.0), wall.seed + len(walls)))
-    cv = rng.uniform(0.82, 0.97)
-    ceil_cols = (_hsv(rng.uniform(0, 1), rng.uniform(0, 0.08), cv), _hsv(0, 0, cv * 0.85))
-    ceiling = _texture(rng, "ceiling", ceil_cols, rng.uniform(0.3, 0.8), (1.0, 0.0, 0.0))
+                             (u(0, 10), u(0, 10), u(0, 10)), along if vertical else (0.0, 1.0, 0.0),
+                             wall.seed + len(walls)))
+    cv = u(0.82, 0.97)
+    ceil_cols = (_hsv(u(), u(0, 0.08), cv), _hsv(0, 0, cv * 0.85))
+    ceiling = _texture(u, "ceiling", ceil_cols, u(0.3, 0.8), (1.0, 0.0, 0.0))
     return (floor, ceiling, *walls)
 
 
-def _sample_object(rng: np.random.Generator, room_h: float) -> tuple[str, Vec3, float, float]:
+def _sample_object(u: _Stream, room_h: float) -> tuple[str, Vec3, float, float]:
     """Returns (kind, half extents, centre height, footprint radius)."""
-    kind = SHAPE_KINDS[int(rng.choice(5, p=_OBJECT_PROBS))]
+    kind = SHAPE_KINDS[u.choice(_OBJECT_PROBS)]
     if kind == "sphere":
-        r = rng.uniform(0.2, 0.55)
+        r = u(0.2, 0.55)
         return kind, (r, r, r), r, r
     if kind == "cube":
-        s = rng.uniform(0.22, 0.5)
+        s = u(0.22, 0.5)
         return kind, (s, s, s), s, s * math.sqrt(2)
     if kind == "slab":  # a table top: wide, thin, raised (legs are not modelled)
-        hx, hz, hy = rng.uniform(0.35, 0.75), rng.uniform(0.25, 0.5), rng.uniform(0.025, 0.05)
-        return kind, (hx, hy, hz), rng.uniform(0.45, 0.9) - hy, math.hypot(hx, hz)
+        hx, hz, hy = u(0.35, 0.75), u(0.25, 0.5), u(0.025, 0.05)
+        return kind, (hx, hy, hz), u(0.45, 0.9) - hy, math.hypot(hx, hz)
     if kind == "cylinder":
-        r, hh = rng.uniform(0.18, 0.45), rng.uniform(0.2, 0.6)
+        r, hh = u(0.18, 0.45), u(0.2, 0.6)
         return kind, (r, hh, r), hh, r
-    r = rng.uniform(0.08, 0.2)  # pillar: floor to ceiling
+    r = u(0.08, 0.2)  # pillar: floor to ceiling
     return kind, (r, room_h / 2, r), room_h / 2, r
 
 
 def sample_scene(seed: int, split: str, index: int) -> Scene:
     """Random indoor scene number ``index`` of ``split`` for ``seed`` (pure function)."""
-    rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
-    w, h, d = rng.uniform(4.0, 8.0), rng.uniform(2.5, 3.5), rng.uniform(4.5, 9.0)
-    cam_pos = (rng.uniform(-0.25, 0.25) * w, rng.uniform(1.1, 1.8), -d / 2 + rng.uniform(0.3, 0.9))
-    yaw = math.radians(rng.uniform(-25, 25))
-    camera = Camera(cam_pos, yaw, math.radians(rng.uniform(8, 28)), rng.uniform(60, 75))
-    az, el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(35, 75))
+    u = _Stream(np.random.default_rng([seed, SPLIT_CODES[split], index]))
+    w, h, d = u(4.0, 8.0), u(2.5, 3.5), u(4.5, 9.0)
+    cam_pos = (u(-0.25, 0.25) * w, u(1.1, 1.8), -d / 2 + u(0.3, 0.9))
+    yaw = math.radians(u(-25, 25))
+    camera = Camera(cam_pos, yaw, math.radians(u(8, 28)), u(60, 75))
+    az, el = u(0, 2 * math.pi), math.radians(u(35, 75))
     light = Light((math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)),
-                  rng.uniform(0.55, 0.8), rng.uniform(0.3, 0.45))
-    room_textures = _room_textures(rng)
+                  u(0.55, 0.8), u(0.3, 0.45))
+    room_textures = _room_textures(u)
 
-    target = int(rng.integers(2, 8))
+    target = 2 + min(int(u() * 6), 5)  # 2..7 objects
     objects: list[SceneObject] = []
     placed: list[tuple[float, float, float]] = []  # (x, z, footprint radius)
     half_fov = math.radians(camera.fov_x) / 2 * 0.85
     for _ in range(80):
         if len(objects) == target:
             break
-        kind, half, cy, foot = _sample_object(rng, h)
-        dist, ang = rng.uniform(1.2, 5.0), yaw + rng.uniform(-half_fov, half_fov)
+        kind, half, cy, foot = _sample_object(u, h)
+        dist, ang = u(1.2, 5.0), yaw + u(-half_fov, half_fov)
         x, z = cam_pos[0] + dist * math.sin(ang), cam_pos[2] + dist * math.cos(ang)
         if abs(x) > w / 2 - foot - 0.05 or abs(z) > d / 2 - foot - 0.05:
             continue
@@ -198,15 +221,16 @@ def sample_scene(seed: int, split: str, index: int) -> Scene:
             continue
         if any(math.hypot(x - px, z - pz) < foot + pf + 0.05 for px, pz, pf in placed):
             continue
-        obj_yaw = float(rng.uniform(0, math.pi)) if kind in ("cube", "slab") else 0.0
-        if kind == "cylinder" and rng.uniform() < 0.6:
+        obj_yaw = u(0, math.pi) if kind in ("cube", "slab") else 0.0
+        if kind == "cylinder" and u() < 0.6:
             direction: Vec3 = (0.0, 1.0, 0.0)  # horizontal bands
         else:
-            v = rng.normal(size=3)
-            direction = tuple(float(c) for c in v / np.linalg.norm(v))  # type: ignore[assignment]
-        scale = rng.uniform(0.08, 0.3) if kind != "pillar" else rng.uniform(0.1, 0.4)
-        tex = _texture(rng, kind, _object_colors(rng), scale, direction)
+            v = (u(-1, 1), u(-1, 1), u(-1, 1))
+            norm = math.sqrt(v[0] ** 2 + v[1] ** 2 + v[2] ** 2) + 1e-9
+            direction = (v[0] / norm, v[1] / norm, v[2] / norm)
+        scale = u(0.08, 0.3) if kind != "pillar" else u(0.1, 0.4)
+        tex = _texture(u, kind, _object_colors(u), scale, direction)
         objects.append(SceneObject(kind, (x, cy, z), half, obj_yaw, tex))
         placed.append((x, z, foot))
-    return Scene((w, h, d), camera, light, tuple(objects), room_textures, 0.02,
-                 int(rng.integers(0, 2**63 - 1)))
+    noise_seed = int(u.rng.integers(0, 2**63 - 1))
+    return Scene((w, h, d), camera, light, tuple(objects), room_textures, 0.02, noise_seed)

@@ -1,0 +1,74 @@
+"""Shared machinery of the teacher-based methods (HAD, DIS, and later LwF, POD …; SPEC §1, §7).
+
+:class:`DistillationMethod` keeps one frozen teacher — a copy of the whole model at the end of
+phase t−1 — and gives a method, for one batch, the student's and the teacher's raw outputs of
+every old task, with the teacher's encoder run **once** for all old heads (the authors' code
+recomputes the whole teacher once per old task; SPEC §7).
+
+The teacher is not part of a method's state: it is rebuilt from the model at
+:meth:`~lhl.methods.base.Method.before_phase`, and on resume the loop reloads phase t−1's
+checkpoint before calling it (SPEC §9), so the rebuilt teacher is the one an uninterrupted run
+would have had.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from torch import Tensor
+
+from lhl.config.schema import ConfigError
+from lhl.engine.context import Batch, RunContext, StepOutput
+from lhl.engine.teacher import Teacher
+from lhl.methods.base import Method
+from lhl.tasks import Task
+
+
+class OldTask(NamedTuple):
+    """One old task j on one batch: the student's S_j and the teacher's raw T_j (float32)."""
+
+    name: str
+    task: Task
+    student: Tensor  # [B,C,H,W] raw student head output (with gradient)
+    teacher: Tensor  # [B,C,H,W] raw teacher head output (no gradient)
+
+    @property
+    def pseudo_label(self) -> Tensor:
+        """T_j post-processed into a target (argmax / L2-normalised / raw; SPEC §2)."""
+        return self.task.pseudo_label(self.teacher)
+
+
+class DistillationMethod(Method):
+    """Base class: a frozen teacher per phase t ≥ 2, and a student forward over every seen head
+    (one student encoder pass; the old heads keep training through distillation, SPEC §1)."""
+
+    teacher: Teacher | None = None
+
+    def before_phase(self, ctx: RunContext) -> None:
+        # The new head was already added by the loop; the teacher never runs it.
+        self.teacher = Teacher(ctx.model) if ctx.old_tasks else None
+
+    def after_phase(self, ctx: RunContext, loader) -> None:
+        self.teacher = None  # free the copy before evaluation
+
+    def forward_tasks(self, ctx: RunContext) -> list[str]:
+        return ctx.seen_tasks
+
+    def teacher_outputs(self, ctx: RunContext, images: Tensor) -> dict[str, Tensor]:
+        """Raw teacher outputs ``{old task: [B,C,H,W]}`` from one teacher encoder pass."""
+        return self.teacher.outputs(images, ctx.old_tasks)
+
+    def old_tasks(self, ctx: RunContext, batch: Batch, out: StepOutput) -> list[OldTask]:
+        """Student and teacher outputs of every old task on this batch ([] in phase 1)."""
+        if self.teacher is None or not ctx.old_tasks:
+            return []
+        teacher = self.teacher_outputs(ctx, batch["image"])
+        return [OldTask(name, ctx.tasks[name], out.outputs[name].float(), teacher[name].float())
+                for name in ctx.old_tasks]
+
+
+def check_nonnegative(value: float, key: str) -> None:
+    """Raise :class:`ConfigError` (a ValueError) naming ``key`` unless ``value`` is finite ≥ 0."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{key}: invalid value {value!r}; expected a finite number >= 0")

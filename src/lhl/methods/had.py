@@ -1,0 +1,90 @@
+"""HAD: heterogeneity-aware distillation (HAD paper, CVPR 2026, Sec. 4, eqs. 4–10; SPEC §3).
+
+At phase t ≥ 2 the frozen model of phase t−1 labels the phase-t images for every old task j and
+the student minimises eq. 4, L = L_new + α/(2(t−1)) Σ_{j<t} (L_db,j + L_sg,j): DB-HAD (eq. 6)
+averages the geometric means of the per-pixel distillation loss ℓ_j over the teacher's
+pseudo-label groups, SG-HAD (eqs. 7–10) averages ℓ_j over the Sobel edges of the detached ℓ_j;
+both are batch means of per-image values (eq. 5). The mathematics is in :mod:`lhl.losses.had`.
+``variant: reference`` computes the terms as the authors' code does (:mod:`lhl.losses.had_reference`,
+SPEC §3 items 1–8: no 1/(t−1), batch-pooled groups and masks, student log-softmax / unit
+normals, zero-padded Sobel); it follows that code literally, so the paper-only options
+(``eps``, ``group_mean``, ``regression_groups``, ``normalize_sobel``, ``sobel_padding``) must keep
+their defaults there, while ``use_db``/``use_sg`` apply to both variants.
+
+Terms ``db/<task>``, ``sg/<task>``, already weighted. State: only the teacher, rebuilt at every
+``before_phase`` (the loop reloads phase t−1's checkpoint first on resume): ``state_dict`` is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+
+from lhl.config.schema import ConfigError
+from lhl.losses.had import group_masks, had_terms
+from lhl.losses.had_reference import reference_normal_terms, reference_regression_terms, reference_segmentation_terms
+from lhl.methods.distillation import DistillationMethod, OldTask, check_nonnegative
+from lhl.registry import METHODS
+from lhl.tasks import NormalTask
+
+
+@METHODS.register("had")
+class HAD(DistillationMethod):
+    name = "had"
+
+    @dataclass
+    class Options:
+        alpha: float = 3.0  # α of eq. 4 (paper, SPEC §3 table: 3/20/100/1/1; NYUv2-R18 = 3)
+        group_threshold: float = 0.5  # τ of Sec. 4 ("k" in App. C.4/F): regression group split
+        edge_threshold: float = 0.9  # k of eq. 9 ("τ" in App. C.4/F): Sobel edge threshold
+        eps: float = 1e-8  # ε in the geometric mean exp(mean log(ℓ + ε)) (eq. 6)
+        use_db: bool = True  # False: Table 4 "w/o DB"
+        use_sg: bool = True  # False: Table 4 "w/o SG"
+        group_mean: Literal["geometric", "arithmetic"] = "geometric"  # Table 4 ablation
+        regression_groups: int = 2  # Ĉ, equal-width bins when > 2 (Table 4, §5.3: 5, 10, 15)
+        normalize_sobel: bool = True  # per-image min-max of the Sobel map before thresholding
+        sobel_padding: Literal["replicate", "zeros"] = "replicate"  # zeros lights up borders
+        variant: Literal["paper", "reference"] = "paper"  # reference: the authors' code
+
+        def __post_init__(self) -> None:
+            check_nonnegative(self.alpha, "method.alpha")
+            check_nonnegative(self.eps, "method.eps")
+            if self.regression_groups < 2:
+                raise ConfigError(f"method.regression_groups: invalid value {self.regression_groups!r}; "
+                                  "expected an integer >= 2")
+            for key in ("eps", "group_mean", "regression_groups", "normalize_sobel", "sobel_padding"):
+                if self.variant == "reference" and getattr(self, key) != getattr(HAD.Options, key):
+                    raise ConfigError(f"method.{key}: {getattr(self, key)!r} applies only to variant 'paper'; "
+                                      "the reference variant follows the authors' code")
+
+    def loss_terms(self, ctx, batch, out):
+        o, pairs = self.options, self.old_tasks(ctx, batch, out)
+        weight = o.alpha / 2 if o.variant == "reference" else o.alpha / (2 * max(len(pairs), 1))
+        terms = {}
+        for old in pairs:
+            db, sg = self._reference(old) if o.variant == "reference" else self._paper(old)
+            if o.use_db:
+                terms[f"db/{old.name}"] = weight * db
+            if o.use_sg:
+                terms[f"sg/{old.name}"] = weight * sg
+        return terms
+
+    def _paper(self, old: OldTask):
+        o, kind, pseudo = self.options, old.task.kind, old.pseudo_label
+        loss_map = old.task.distill_map(old.student, pseudo)  # ℓ_j, [B,H,W]
+        # classification groups come from argmax of the raw logits (= the pseudo-label)
+        groups = group_masks(old.teacher if kind == "classification" else pseudo, kind,
+                             o.group_threshold, o.regression_groups) if o.use_db else None
+        return had_terms(loss_map, groups, o.edge_threshold, use_db=o.use_db, use_sg=o.use_sg,
+                         mean=o.group_mean, eps=o.eps, normalize=o.normalize_sobel, padding=o.sobel_padding)
+
+    def _reference(self, old: OldTask):
+        o, pseudo = self.options, old.pseudo_label
+        if old.task.kind == "classification":
+            return reference_segmentation_terms(F.log_softmax(old.student, dim=1), pseudo, o.edge_threshold)
+        if isinstance(old.task, NormalTask):
+            return reference_normal_terms(old.task.postprocess(old.student), pseudo, o.group_threshold,
+                                          o.edge_threshold)
+        return reference_regression_terms(old.student, pseudo, o.group_threshold, o.edge_threshold)
