@@ -116,6 +116,8 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     cls = BENCHMARKS.get(args.benchmark)
     if not issubclass(cls, FileBenchmark):
         raise ConfigError(f"--benchmark {args.benchmark!r} is not read from disk; nothing to check")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: invalid value {args.limit}; expected an integer >= 1")
     values = {"root": args.root}
     for text in args.overrides:
         key, value = parse_override(text)

@@ -27,7 +27,8 @@ def test_nyuv2_items_decode_to_documented_units(nyuv2_root):
     normal = np.load(nyuv2_root / "val" / "normal" / "2.npy")
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 16, 24)
     assert torch.equal(item["image"], torch.from_numpy(np.moveaxis(image, -1, 0)))
-    assert item["segmentation"].dtype == torch.int64 and torch.equal(item["segmentation"], torch.from_numpy(label).long())
+    assert item["segmentation"].dtype == torch.int64
+    assert torch.equal(item["segmentation"], torch.from_numpy(label).long())
     assert (item["segmentation"] == -1).any()
     assert item["depth"].shape == (1, 16, 24) and torch.equal(item["depth"][0], torch.from_numpy(depth[..., 0]))
     assert (item["depth"] == 0).any()

@@ -70,7 +70,8 @@ def test_unit_depth_scale_and_class_maps(one_image):
     assert item["depth"][0, 0].tolist() == pytest.approx([512 / 65535, 1024 / 65535, 0, 0])
     assert item["segmentation"][0].tolist() == [-1, 0, 7, 7]
     specs = tk(one_image, taskonomy_classes="grouped8").task_specs()
-    assert specs["segmentation"].channels == 8 and specs["segmentation"].options == {"ignore_index": -1, "metric": "loss"}
+    assert specs["segmentation"].channels == 8
+    assert specs["segmentation"].options == {"ignore_index": -1, "metric": "loss"}
     assert tk(one_image).task_specs()["segmentation"].channels == 17
     custom = [-1] * 18
     custom[17] = 2

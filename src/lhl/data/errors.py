@@ -66,9 +66,7 @@ def read_png(path: Path) -> tuple[np.ndarray, int]:
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            if mode in ("1", "P"):
-                image = image.convert("L") if mode == "1" else image
-            pixels = np.asarray(image)
+            pixels = np.asarray(image.convert("L") if mode == "1" else image)  # "P": palette indices
     except (OSError, SyntaxError, ValueError) as exc:
         raise problem(path, f"unreadable image file ({exc})") from None
     if mode in _SIXTEEN_BIT:
