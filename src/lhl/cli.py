@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its last completed phase (the config must match)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-phase output")
 
+    compare = sub.add_parser(
+        "compare", help="table of final metrics and Δ over vanilla across runs",
+        description="Compare finished runs named <label>-s<seed>: final metrics (mean over seeds), "
+                    "Δ over the vanilla run of the same seed (mean ± std, eq. 11) and mean rank.")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories named <label>-s<seed>")
+    compare.add_argument("--baseline", default="vanilla", help="label of the baseline runs (default: vanilla)")
+
     lst = sub.add_parser("list", help="print registered names", description="Print what is registered.")
     lst.add_argument("what", choices=["methods", "benchmarks", "tasks", "encoders", "presets"])
 
@@ -82,6 +89,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"\nperformance matrix ({performance['method']} on {performance['benchmark']}):")
     print(format_performance_matrix(performance))
     print(f"\nrun directory: {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from lhl.report.compare import comparison_table, load_runs
+
+    print(comparison_table(load_runs(args.runs), args.baseline))
     return 0
 
 
@@ -131,7 +145,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "list": _cmd_list, "data": _cmd_data}
+    handlers = {"run": _cmd_run, "compare": _cmd_compare, "list": _cmd_list, "data": _cmd_data}
     try:
         return handlers[args.command](args)
     except (ConfigError, UnknownNameError, FileNotFoundError, ImportError, DataError) as exc:
