@@ -10,7 +10,7 @@ from lhl.registry import BENCHMARKS, METHODS, load_builtins
 
 load_builtins()
 FOLDER = resources.files("lhl.config") / "paper"
-FILES = sorted(p.name for p in FOLDER.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("had-"))
+FILES = sorted(p.name for p in FOLDER.iterdir() if p.name.endswith(".yaml"))
 HAD = {("nyuv2", "resnet18"): (3, 0.5, 0.9), ("nyuv2", "resnet50"): (20, 0.6, 0.6),
        ("cityscapes", "resnet18"): (100, 0.6, 0.6), ("cityscapes", "resnet50"): (1, 0.8, 0.5),
        ("taskonomy", "resnet18"): (1, 0.5, 0.9)}
@@ -45,4 +45,6 @@ def test_paper_config(name):
     alpha, group, edge = HAD[(bench_name, config.model.encoder)]
     assert config.method == {"name": "had", "alpha": alpha, "group_threshold": group, "edge_threshold": edge}
     if "had" in METHODS:
-        resolve_method(config)
+        _, options = resolve_method(config)
+        assert options.variant == "paper" and options.use_db and options.use_sg
+    assert (config.model.head_rates, config.model.head_channels) == ([12, 24, 36], 256)

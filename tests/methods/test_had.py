@@ -240,35 +240,3 @@ def test_end_to_end_reference_variant(run_smoke, vanilla_final):
     performance, run_dir = run_smoke("method.variant=reference", method="had")
     check_logged_terms(run_dir)
     assert performance["phases"][-1]["metrics"] != vanilla_final
-
-
-# ---------------------------------------------------------------- paper configs (SPEC §3, §8)
-PAPER_SETTINGS = {  # name: (encoder, alpha, group_threshold, edge_threshold, batch size, resolution, twin)
-    "nyuv2-r18": ("resnet18", 3, 0.5, 0.9, 48, [288, 384], "nyuv2-r18-seg-depth-normal"),
-    "nyuv2-r50": ("resnet50", 20, 0.6, 0.6, 48, [288, 384], "nyuv2-r50-seg-depth-normal"),
-    "cityscapes-r18": ("resnet18", 100, 0.6, 0.6, 64, [128, 256], "cityscapes-r18-seg-depth"),
-    "cityscapes-r50": ("resnet50", 1, 0.8, 0.5, 64, [128, 256], "cityscapes-r50-seg-depth"),
-    "taskonomy-r18": ("resnet18", 1, 0.5, 0.9, 16, [256, 256], "taskonomy-r18-paper-order"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(PAPER_SETTINGS))
-def test_paper_configs(name):
-    from importlib import resources
-
-    from lhl.config import load_config
-
-    folder = resources.files("lhl.config") / "paper"
-    config = load_config(config_file=str(folder / f"had-{name}.yaml"))
-    _, options = resolve_method(config)
-    encoder, alpha, group, edge, batch, resolution, twin = PAPER_SETTINGS[name]
-    assert config.benchmark == name.split("-")[0] and config.model.encoder == encoder
-    assert (options.alpha, options.group_threshold, options.edge_threshold) == (alpha, group, edge)
-    assert options.variant == "paper" and options.use_db and options.use_sg
-    assert (config.train.batch_size, config.data.resolution, config.train.epochs) == (batch, resolution, 20)
-    assert (config.model.head_rates, config.model.head_channels, config.train.lr) == ([12, 24, 36], 256, 1e-4)
-    assert len(config.tasks) == {"nyuv2": 3, "cityscapes": 2, "taskonomy": 10}[config.benchmark]
-    if (folder / f"{twin}.yaml").is_file():  # the benchmark's file for the same sequence: same run
-        other = load_config(config_file=str(folder / f"{twin}.yaml"))
-        resolve_method(other)
-        assert other.to_dict() == config.to_dict()
