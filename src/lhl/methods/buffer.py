@@ -1,0 +1,201 @@
+"""The replay buffer shared by DER and iCaRL (SPEC §4): images with their task and a stored map.
+
+One buffer of ``size`` items in total (SPEC: 50). Each item is an image ``[3,H,W]``, the name of
+its task and a per-pixel target map ``[C_task,H,W]`` (DER: the head's raw output at insertion;
+iCaRL: sigmoid / post-processed output), kept in fp16 on the CPU (a 13×288×384 fp32 map is
+5.8 MB). Two ways in:
+
+- :meth:`ReplayBuffer.reservoir` — reservoir sampling (Vitter's algorithm R) over every item ever
+  offered: after N offers each one is in the buffer with probability min(1, size/N) (DER).
+- :meth:`ReplayBuffer.select` — end-of-phase selection (iCaRL): the quota is rebalanced evenly
+  over the tasks seen so far (size // tasks each, the remainder to the earliest tasks), older
+  tasks keep the head of their list (herding order = priority order), and the new task's items
+  are chosen by :func:`herding` on globally pooled encoder features, or at random.
+
+:meth:`ReplayBuffer.sample` draws a replay mini-batch without replacement and augments each
+stored image and its map **jointly**: a horizontal flip with p = 0.5 of both, with the channels
+listed in ``mirror`` (the x component of surface normals) negated — the same flip the data
+layer applies to labels. Every random choice uses the buffer's own seeded generator, whose state
+is part of :meth:`state_dict`, so a resumed run replays exactly what an uninterrupted one would.
+
+:func:`replay_loss` runs a replay mini-batch through the encoder once and each sample through its
+own task's head; :class:`ReplayMethod` is the base class of DER and iCaRL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from lhl.config.schema import ConfigError
+from lhl.methods.base import Method
+from lhl.tasks import NormalTask, Task
+
+if TYPE_CHECKING:
+    from lhl.engine.context import RunContext
+
+
+class Replay(NamedTuple):
+    """A replay mini-batch: images ``[n,3,H,W]`` (float32) and, per task, the positions of its
+    samples in ``images`` and their stored maps ``[k,C,H,W]`` (float32)."""
+
+    images: Tensor
+    groups: dict[str, tuple[Tensor, Tensor]]
+
+
+def herding(features: Tensor, m: int) -> list[int]:
+    """iCaRL's herding (Rebuffi et al., CVPR 2017, Alg. 4): ``m`` indices of ``features [N,D]``,
+    in order, each minimising ‖μ − (Σ_selected φ + φ_i)/k‖ with μ the mean feature (no repeats)."""
+    features = features.double()
+    mean, total, chosen = features.mean(0), torch.zeros_like(features[0]), []
+    for k in range(1, min(m, len(features)) + 1):
+        distance = (mean - (total + features) / k).norm(dim=1)
+        if chosen:
+            distance[chosen] = float("inf")
+        best = int(distance.argmin())
+        chosen.append(best)
+        total += features[best]
+    return chosen
+
+
+class ReplayBuffer:
+    """Fixed-size buffer of (image, task, target map); see the module docstring."""
+
+    def __init__(self, size: int = 50, seed: int = 0, mirror: dict[str, list[int]] | None = None) -> None:
+        self.size, self.mirror = int(size), dict(mirror or {})
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.images: list[Tensor] = []
+        self.tasks: list[str] = []
+        self.targets: list[Tensor] = []
+        self.seen = 0  # items offered to reservoir() so far
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @staticmethod
+    def _store(x: Tensor) -> Tensor:
+        return x.detach().to("cpu", torch.float16).clone()
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def reservoir(self, images: Tensor, task: str, targets: Tensor) -> None:
+        """Offer every item of a batch (``images [B,3,H,W]``, ``targets [B,C,H,W]``)."""
+        for image, target in zip(images, targets):
+            self.seen += 1
+            slot = len(self.images) if len(self.images) < self.size else self._randint(self.seen)
+            if slot >= self.size:
+                continue
+            if slot == len(self.images):
+                self._append(image, task, target)
+            else:
+                self.images[slot], self.tasks[slot], self.targets[slot] = \
+                    self._store(image), task, self._store(target)
+
+    def _append(self, image: Tensor, task: str, target: Tensor) -> None:
+        self.images.append(self._store(image))
+        self.tasks.append(task)
+        self.targets.append(self._store(target))
+
+    def quotas(self, tasks: list[str]) -> dict[str, int]:
+        """Even split of ``size`` over ``tasks`` (in order); the remainder goes to the earliest."""
+        base, extra = divmod(self.size, len(tasks))
+        return {task: base + (i < extra) for i, task in enumerate(tasks)}
+
+    def select(self, tasks: list[str], features: Tensor, method: str = "herding") -> list[int]:
+        """Shrink the stored tasks to their new quota and return the indices (into ``features
+        [N,D]``, the new task's candidates) to store for ``tasks[-1]``; add them with :meth:`add`."""
+        quota = self.quotas(tasks)
+        keep, counts = [], dict.fromkeys(tasks, 0)
+        for i, task in enumerate(self.tasks):  # each task's first items = its best (herding order)
+            if counts[task] < quota[task]:
+                keep.append(i)
+                counts[task] += 1
+        self.images = [self.images[i] for i in keep]
+        self.tasks = [self.tasks[i] for i in keep]
+        self.targets = [self.targets[i] for i in keep]
+        m = min(quota[tasks[-1]], len(features))
+        if method == "herding":
+            return herding(features, m)
+        return torch.randperm(len(features), generator=self.generator)[:m].tolist()
+
+    def add(self, images: Tensor, task: str, targets: Tensor) -> None:
+        """Append items (after :meth:`select` made room)."""
+        for image, target in zip(images, targets):
+            self._append(image, task, target)
+
+    def sample(self, n: int, device: torch.device | str = "cpu", augment: bool = True) -> Replay | None:
+        """Up to ``n`` distinct items, jointly flipped when ``augment``; None when empty."""
+        if not self.images:
+            return None
+        order = torch.randperm(len(self.images), generator=self.generator)[:n].tolist()
+        flips = torch.rand(len(order), generator=self.generator) < 0.5
+        images, by_task = [], {}
+        for position, (i, flip) in enumerate(zip(order, flips.tolist())):
+            image, target, task = self.images[i].float(), self.targets[i].float(), self.tasks[i]
+            if augment and flip:
+                image, target = image.flip(-1), target.flip(-1)
+                for channel in self.mirror.get(task, []):
+                    target[channel] = -target[channel]
+            images.append(image)
+            by_task.setdefault(task, []).append((position, target))
+        groups = {task: (torch.tensor([p for p, _ in items], device=device),
+                         torch.stack([t for _, t in items]).to(device)) for task, items in by_task.items()}
+        return Replay(torch.stack(images).to(device), groups)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": list(self.images), "tasks": list(self.tasks), "targets": list(self.targets),
+                "seen": self.seen, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.images, self.tasks, self.targets = list(state["images"]), list(state["tasks"]), list(state["targets"])
+        self.seen = int(state["seen"])
+        self.generator.set_state(state["generator"])
+
+
+def check_positive_int(value: int, key: str) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` is an integer ≥ 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: invalid value {value!r}; expected an integer >= 1")
+
+
+def mirror_channels(tasks: dict[str, Task]) -> dict[str, list[int]]:
+    """Channels negated by a horizontal flip: the x component (channel 0) of surface normals."""
+    return {name: [0] for name, task in tasks.items() if isinstance(task, NormalTask)}
+
+
+def replay_loss(model: nn.Module, replay: Replay, per_sample: Callable[[str, Tensor, Tensor], Tensor]) -> Tensor:
+    """Mean over the replayed samples of ``per_sample(task, student [k,C,H,W], stored [k,C,H,W]) → [k]``,
+    each sample through **its own** head (one encoder pass for the whole replay batch)."""
+    features = model.encoder(replay.images)
+    size = tuple(replay.images.shape[-2:])
+    losses = []
+    for task, (positions, targets) in replay.groups.items():
+        student = model.decode([f[positions] for f in features], [task], size)[task].float()
+        losses.append(per_sample(task, student, targets))
+    return torch.cat(losses).mean()
+
+
+class ReplayMethod(Method):
+    """Base of DER and iCaRL: one :class:`ReplayBuffer` (``options.buffer_size``, seeded with the
+    run's seed) checkpointed as the method's state, and a weighted replay term."""
+
+    buffer: ReplayBuffer
+
+    def setup(self, ctx: RunContext) -> None:
+        self.buffer = ReplayBuffer(self.options.buffer_size, ctx.config.seed, mirror_channels(ctx.tasks))
+
+    def replay_term(self, ctx: RunContext, per_sample) -> dict[str, Tensor]:
+        """``{name: weight · replay_loss}`` on a replay mini-batch, or ``{}`` while the buffer is empty."""
+        replay = self.buffer.sample(self.options.replay_batch, ctx.device, self.options.augment)
+        if replay is None:
+            return {}
+        return {self.name: self.options.weight * replay_loss(ctx.model, replay, per_sample)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: RunContext) -> None:
+        self.buffer.load_state_dict(state["buffer"])

@@ -1,0 +1,51 @@
+"""DER: dark experience replay (Buzzega et al., NeurIPS 2020), dense (SPEC §4).
+
+A reservoir-sampled buffer of ``buffer_size`` (image, task id, that head's raw output at
+insertion) is offered every training image of every phase, current task included; each step adds
+α · MSE(student head output, stored output) on a replay mini-batch of ``replay_batch`` images,
+each sample through its own head: L = L_new + α · mean_i mean_{c,h,w} (h_{task_i}(x_i) − z_i)².
+
+Dense adaptation (SPEC §10): the stored "logits" are whole output maps (fp16, CPU); a replayed
+image and its map are flipped together (normals' x negated), and the squared error is averaged
+per sample over its own channels and pixels, then over samples (heads differ in channels).
+Images are stored as the loader gives them (after the data layer's augmentation, as Mammoth
+stores its non-normalised inputs), outputs from the same forward pass as the training step.
+
+Term ``der``, already weighted. State: the buffer (items, reservoir counter, generator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lhl.methods.buffer import ReplayMethod, check_positive_int
+from lhl.methods.distillation import check_nonnegative
+from lhl.registry import METHODS
+
+
+def squared_error(task: str, student, stored):
+    """Per-sample MSE over channels and pixels: ``[k,C,H,W]`` → ``[k]``."""
+    return (student - stored).pow(2).flatten(1).mean(dim=1)
+
+
+@METHODS.register("der")
+class DER(ReplayMethod):
+    name = "der"
+
+    @dataclass
+    class Options:
+        weight: float = 0.01  # α (Table 6 "DER", NYUv2-R18)
+        buffer_size: int = 50  # images in total, over all tasks
+        replay_batch: int = 8  # replayed images per step
+        augment: bool = True  # joint horizontal flip of a replayed image and its stored map
+
+        def __post_init__(self) -> None:
+            check_nonnegative(self.weight, "method.weight")
+            check_positive_int(self.buffer_size, "method.buffer_size")
+            check_positive_int(self.replay_batch, "method.replay_batch")
+
+    def loss_terms(self, ctx, batch, out):
+        terms = self.replay_term(ctx, squared_error)
+        task = ctx.phase_tasks[0]
+        self.buffer.reservoir(batch["image"], task, out.outputs[task])
+        return terms

@@ -1,0 +1,76 @@
+"""iCaRL-style replay (Rebuffi et al., CVPR 2017), dense adaptation (SPEC §4).
+
+At the end of phase t the buffer of ``buffer_size`` images is rebalanced evenly over the tasks
+seen so far (older tasks keep the head of their herding order) and task t's share is chosen from
+the phase's training images by herding on globally pooled, L2-normalised last-stage encoder
+features (iCaRL's φ; ``random`` as an option). Each stored image keeps its task id and the output
+of its task's head at insertion: sigmoid probabilities for segmentation, the post-processed
+prediction (pseudo-label) for regression.
+Each later step adds, on a replay mini-batch of ``replay_batch`` images, each through its own head,
+L = L_new + λ · mean_i L_i with L_i = mean_{c,h,w} BCE(σ(S_i), stored) for segmentation (iCaRL's
+sigmoid distillation) and L_i = mean_{h,w} ℓ_task(S_i, stored) for regression. No distillation on
+current images.
+
+Dense adaptation (SPEC §10): "iCaRL-style" — the paper stores and replays pixel-wise predictions;
+there is no nearest-mean classifier. Selection and storage run in eval mode; images come from the
+phase's dataset in index order (after the data layer's augmentation, if it is on). Replayed
+images and maps are flipped together (normals' x negated).
+
+Term ``icarl``, already weighted. State: the buffer (items, generator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from lhl.methods.buffer import ReplayMethod, check_positive_int
+from lhl.methods.distillation import check_nonnegative
+from lhl.registry import METHODS
+
+
+@METHODS.register("icarl")
+class ICaRL(ReplayMethod):
+    name = "icarl"
+
+    @dataclass
+    class Options:
+        weight: float = 0.01  # λ (Table 6 "iCaRL", NYUv2-R18)
+        buffer_size: int = 50  # images in total, over all tasks
+        replay_batch: int = 8  # replayed images per step
+        selection: Literal["herding", "random"] = "herding"
+        augment: bool = True  # joint horizontal flip of a replayed image and its stored map
+
+        def __post_init__(self) -> None:
+            check_nonnegative(self.weight, "method.weight")
+            check_positive_int(self.buffer_size, "method.buffer_size")
+            check_positive_int(self.replay_batch, "method.replay_batch")
+
+    def loss_terms(self, ctx, batch, out):
+        def per_sample(name, student, stored):
+            task = ctx.tasks[name]
+            if task.kind == "classification":
+                return F.binary_cross_entropy_with_logits(student, stored, reduction="none").flatten(1).mean(1)
+            return task.distill_map(student, stored).flatten(1).mean(1)
+
+        return self.replay_term(ctx, per_sample)
+
+    @torch.no_grad()
+    def after_phase(self, ctx, loader) -> None:
+        name, model, training = ctx.phase_tasks[0], ctx.model, ctx.model.training
+        task, dataset = ctx.tasks[name], loader.dataset
+        model.eval()
+        ordered = DataLoader(dataset, batch_size=loader.batch_size, shuffle=False)
+        features = torch.cat([model.encoder(b["image"].to(ctx.device))[-1].float().mean(dim=(2, 3)).cpu()
+                              for b in ordered])
+        chosen = self.buffer.select(ctx.seen_tasks, F.normalize(features, dim=1), self.options.selection)
+        for start in range(0, len(chosen), loader.batch_size):
+            images = torch.stack([dataset[i]["image"] for i in chosen[start:start + loader.batch_size]]).to(ctx.device)
+            raw = model(images, [name])[name].float()
+            stored = raw.sigmoid() if task.kind == "classification" else task.pseudo_label(raw)
+            self.buffer.add(images, name, stored)
+        model.train(training)

@@ -1,0 +1,65 @@
+"""Parameter bookkeeping over the shared encoder (SPEC §4): what EWC, SPG and SGP have in common.
+
+All three protect the **shared encoder** only (heads are per task): they name its trainable
+parameters, keep per-parameter tensors (anchors θ*, Fisher diagonals, importances) keyed by those
+names, estimate squared gradients of a task's loss over its training data, and move such
+dictionaries between devices and checkpoints (plain ``{name: tensor}``, ``weights_only``-safe).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from lhl.tasks import Task
+
+ParamDict = dict[str, Tensor]
+
+
+def encoder_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The trainable parameters of ``model.encoder``, by name (heads are never included)."""
+    return {name: p for name, p in model.encoder.named_parameters() if p.requires_grad}
+
+
+def snapshot(model: nn.Module) -> ParamDict:
+    """Detached copies of the encoder's parameters (an anchor θ*)."""
+    return {name: p.detach().clone() for name, p in encoder_parameters(model).items()}
+
+
+def to_device(values: ParamDict, device: torch.device | str) -> ParamDict:
+    return {name: v.to(device) for name, v in values.items()}
+
+
+def squared_gradients(model: nn.Module, losses: Iterable[Tensor]) -> ParamDict:
+    """Mean over ``losses`` (scalars of one graph each) of the squared gradient of each w.r.t.
+    every encoder parameter: ``F_k = 1/N Σ_n (∂L_n/∂θ_k)²``. Parameters a loss does not reach
+    get zero."""
+    params = encoder_parameters(model)
+    total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    count = 0
+    for loss in losses:
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for name, grad in zip(params, grads):
+            if grad is not None:
+                total[name] += grad.float().pow(2)
+        count += 1
+    return {name: t / max(count, 1) for name, t in total.items()}
+
+
+def quadratic_penalty(model: nn.Module, weights: ParamDict, anchors: ParamDict) -> Tensor:
+    """Σ_k w_k (θ_k − θ*_k)² over the encoder parameters named in ``weights`` (a scalar)."""
+    params = encoder_parameters(model)
+    terms = [(weights[name] * (params[name] - anchors[name]).pow(2)).sum() for name in weights]
+    return torch.stack(terms).sum() if terms else torch.zeros((), device=next(model.parameters()).device)
+
+
+def task_losses(model: nn.Module, task: Task, loader, device: torch.device, per_sample: bool) -> Iterable[Tensor]:
+    """Task ``task``'s own loss on each mini-batch of ``loader`` (or on each image alone when
+    ``per_sample``), one graph at a time; for :func:`squared_gradients`."""
+    for batch in loader:
+        images, labels = batch["image"].to(device), batch[task.name].to(device)
+        groups = [(images[i:i + 1], labels[i:i + 1]) for i in range(len(images))] if per_sample else [(images, labels)]
+        for x, y in groups:
+            yield task.loss(model(x, [task.name])[task.name].float(), y)
