@@ -33,6 +33,12 @@ def test_errors(tmp_path, capsys):
     (tmp_path / "noseed" / "performance.json").write_text("{}")
     with pytest.raises(ValueError, match="<label>-s<seed>"):
         load_runs([tmp_path / "noseed"])
+    (tmp_path / "partial-s0").mkdir()
+    (tmp_path / "partial-s0" / "performance.json").write_text(json.dumps(
+        {"tasks": ["segmentation", "depth"], "phases": [{"phase": 1, "task": "segmentation",
+                                                         "metrics": {"segmentation": {"miou": 1.0}}}]}))
+    with pytest.raises(ValueError, match="unfinished run"):
+        load_runs([tmp_path / "partial-s0"])
     _write(tmp_path / "had-s0", 30.0, 2.0)
     with pytest.raises(KeyError, match="no runs labelled 'vanilla'"):
         comparison_table(load_runs([tmp_path / "had-s0"]))

@@ -28,7 +28,10 @@ def load_runs(run_dirs: list[str | Path]) -> dict[str, dict[int, dict[str, Any]]
         match = SEED_SUFFIX.match(run_dir.name)
         if not match:
             raise ValueError(f"{str(run_dir)!r}: expected a directory named <label>-s<seed>")
-        runs.setdefault(match["label"], {})[int(match["seed"])] = json.loads(path.read_text())
+        performance = json.loads(path.read_text())
+        if not performance.get("phases") or set(performance["phases"][-1]["metrics"]) != set(performance["tasks"]):
+            raise ValueError(f"{str(run_dir)!r}: unfinished run (its last phase does not cover every task)")
+        runs.setdefault(match["label"], {})[int(match["seed"])] = performance
     return runs
 
 
