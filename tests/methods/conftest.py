@@ -53,6 +53,43 @@ def fixed_step(ctx, size: int = 16, batch: int = 2, seed: int = 1):
     return images, StepOutput(student, []), maps()
 
 
+def record_phase_2(trainer):
+    """Encoder state (parameters and buffers) and heads at the start and end of phase 2's training."""
+    states, before, after = {}, trainer.method.before_phase, trainer.method.after_phase
+
+    def copy(ctx):
+        return {"encoder": {k: v.clone() for k, v in ctx.model.encoder.state_dict().items()},
+                "heads": {k: v.clone() for k, v in ctx.model.heads.state_dict().items()}}
+
+    def before_phase(ctx):
+        before(ctx)
+        if ctx.phase == 2:
+            states["start"] = copy(ctx)
+
+    def after_phase(ctx, loader):
+        if ctx.phase == 2:
+            states["end"] = copy(ctx)
+        after(ctx, loader)
+
+    trainer.method.before_phase, trainer.method.after_phase = before_phase, after_phase
+    return states
+
+
+def assert_frozen_encoder(states):
+    """Phase 2 of a segmentation → depth run left the encoder (parameters and buffers) and the old
+    head bit-exact, while the new head learnt."""
+    start, end = states["start"], states["end"]
+    changed = [k for k in start["encoder"] if not torch.equal(start["encoder"][k], end["encoder"][k])]
+    assert changed == []  # parameters, BN running statistics and num_batches_tracked: bit-exact
+    old = [k for k in start["heads"] if k.startswith("segmentation.")]
+    assert all(torch.equal(start["heads"][k], end["heads"][k]) for k in old)  # old head: no loss, no decay
+    new = [k for k in start["heads"] if k.startswith("depth.") and k.endswith("weight")]
+    assert any(not torch.equal(start["heads"][k], end["heads"][k]) for k in new)
+
+
+record_phase_2.assert_frozen_encoder = assert_frozen_encoder
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_intra_op_thread():
     """One torch thread in these tests: on 2 shared CPU cores, intra-op threads oversubscribe and make
@@ -76,3 +113,9 @@ def stub_teacher_fixture():
 @pytest.fixture(name="fixed_step")
 def fixed_step_fixture():
     return fixed_step
+
+
+@pytest.fixture(name="record_phase_2")
+def record_phase_2_fixture():
+    """``record_phase_2(trainer)`` → states filled during the run; ``.assert_frozen_encoder(states)``."""
+    return record_phase_2

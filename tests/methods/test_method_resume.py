@@ -1,6 +1,7 @@
 """Methods with state resume exactly: a run killed in the middle of phase 2 (after phase 1's
-checkpoint holds the method's Fisher / buffer) ends with the same performance.json as an
-uninterrupted run (SPEC §9), as tests/engine/test_resume.py does for vanilla."""
+checkpoint holds the method's Fisher / buffer / importances / bases) ends with the same
+performance.json as an uninterrupted run (SPEC §9), as tests/engine/test_resume.py does for
+vanilla."""
 
 import json
 import os
@@ -15,6 +16,8 @@ import os, signal
 from lhl.methods.der import DER
 from lhl.methods.ewc import EWC
 from lhl.methods.icarl import ICaRL
+from lhl.methods.sgp import SGP
+from lhl.methods.spg import SPG
 from lhl.registry import METHODS
 
 
@@ -30,7 +33,7 @@ def killable(base):
     return Killable
 
 
-for cls in (DER, EWC, ICaRL):
+for cls in (DER, EWC, ICaRL, SGP, SPG):
     METHODS.register("killable-" + cls.name)(killable(cls))
 '''
 
@@ -46,7 +49,7 @@ def _run(tmp_path: Path, out: Path, method: str, *extra: str, kill_at: str | Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ewc", "der", "icarl"])
+@pytest.mark.parametrize("method", ["ewc", "der", "icarl", "sgp", "spg"])
 def test_killed_in_phase_2_then_resumed_matches_uninterrupted_run(tmp_path, method):
     (tmp_path / "killable_methods.py").write_text(PLUGIN)
     killed = tmp_path / "killed"

@@ -2,8 +2,9 @@
 
 All three protect the **shared encoder** only (heads are per task): they name its trainable
 parameters, keep per-parameter tensors (anchors θ*, Fisher diagonals, importances) keyed by those
-names, estimate squared gradients of a task's loss over its training data, and move such
-dictionaries between devices and checkpoints (plain ``{name: tensor}``, ``weights_only``-safe).
+names, estimate squared (EWC) or summed (SPG) gradients of scalar objectives over a task's
+training data, and move such dictionaries between devices and checkpoints (plain
+``{name: tensor}``, ``weights_only``-safe).
 """
 
 from __future__ import annotations
@@ -46,6 +47,40 @@ def squared_gradients(model: nn.Module, losses: Iterable[Tensor]) -> ParamDict:
                 total[name] += grad.float().pow(2)
         count += 1
     return {name: t / max(count, 1) for name, t in total.items()}
+
+
+def summed_gradients(model: nn.Module, objectives: Iterable[dict[str, Tensor]]) -> dict[str, ParamDict]:
+    """Σ over batches of ∂L_k/∂θ for each named objective k (SPG's gradient accumulation).
+
+    ``objectives`` yields, per batch, ``{key: scalar}`` built on one graph (the graph is kept
+    until the batch's last key). Returns ``{key: {param name: summed gradient}}`` over the
+    encoder parameters; a parameter an objective does not reach gets zeros.
+    """
+    params = encoder_parameters(model)
+    totals: dict[str, ParamDict] = {}
+    for batch_objectives in objectives:
+        keys = list(batch_objectives)
+        for index, key in enumerate(keys):
+            grads = torch.autograd.grad(batch_objectives[key], list(params.values()), allow_unused=True,
+                                        retain_graph=index < len(keys) - 1)
+            total = totals.setdefault(key, {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()})
+            for name, grad in zip(params, grads):
+                if grad is not None:
+                    total[name] += grad.float()
+    return totals
+
+
+def soft_importance(gradient: Tensor) -> Tensor:
+    """SPG's importance of one tensor: ``|tanh(z)|`` with z the per-tensor standardised gradient
+    ``(g − mean g) / std g`` (unbiased std, as ``Tensor.std``). Same shape, values in [0, 1).
+    A constant tensor (std 0, or a single element) has importance 0."""
+    g = gradient.float()
+    if g.numel() < 2:
+        return torch.zeros_like(g)
+    std = g.std()
+    if not torch.isfinite(std) or std == 0:
+        return torch.zeros_like(g)
+    return torch.tanh((g - g.mean()) / std).abs()
 
 
 def quadratic_penalty(model: nn.Module, weights: ParamDict, anchors: ParamDict) -> Tensor:
