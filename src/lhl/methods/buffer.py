@@ -24,12 +24,15 @@ own task's head; :class:`ReplayMethod` is the base class of DER and iCaRL.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from lhl.config.schema import ConfigError
+from lhl.methods.distillation import check_nonnegative
 from lhl.methods.base import Method
 from lhl.tasks import NormalTask, Task
 
@@ -159,6 +162,21 @@ def check_positive_int(value: int, key: str) -> None:
     """Raise :class:`ConfigError` naming ``key`` unless ``value`` is an integer ≥ 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{key}: invalid value {value!r}; expected an integer >= 1")
+
+
+@dataclass
+class ReplayOptions:
+    """Hyperparameters every replay method has (DER, iCaRL); methods subclass to add their own."""
+
+    weight: float = 0.01  # weight of the replay term (Table 6, NYUv2-R18: DER 0.01, iCaRL 0.01)
+    buffer_size: int = 50  # images in total, over all tasks
+    replay_batch: int = 8  # replayed images per step
+    augment: bool = True  # joint horizontal flip of a replayed image and its stored map
+
+    def __post_init__(self) -> None:
+        check_nonnegative(self.weight, "method.weight")
+        check_positive_int(self.buffer_size, "method.buffer_size")
+        check_positive_int(self.replay_batch, "method.replay_batch")
 
 
 def mirror_channels(tasks: dict[str, Task]) -> dict[str, list[int]]:

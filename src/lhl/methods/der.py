@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lhl.methods.buffer import ReplayMethod, check_positive_int
-from lhl.methods.distillation import check_nonnegative
+from lhl.methods.buffer import ReplayMethod, ReplayOptions
 from lhl.registry import METHODS
 
 
@@ -33,16 +32,8 @@ class DER(ReplayMethod):
     name = "der"
 
     @dataclass
-    class Options:
-        weight: float = 0.01  # α (Table 6 "DER", NYUv2-R18)
-        buffer_size: int = 50  # images in total, over all tasks
-        replay_batch: int = 8  # replayed images per step
-        augment: bool = True  # joint horizontal flip of a replayed image and its stored map
-
-        def __post_init__(self) -> None:
-            check_nonnegative(self.weight, "method.weight")
-            check_positive_int(self.buffer_size, "method.buffer_size")
-            check_positive_int(self.replay_batch, "method.replay_batch")
+    class Options(ReplayOptions):
+        """``weight`` is α (Table 6 "DER", NYUv2-R18: 0.01)."""
 
     def loss_terms(self, ctx, batch, out):
         terms = self.replay_term(ctx, squared_error)

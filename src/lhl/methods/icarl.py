@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from lhl.methods.buffer import ReplayMethod, check_positive_int
-from lhl.methods.distillation import check_nonnegative
+from lhl.methods.buffer import ReplayMethod, ReplayOptions
 from lhl.registry import METHODS
 
 
@@ -38,17 +37,10 @@ class ICaRL(ReplayMethod):
     name = "icarl"
 
     @dataclass
-    class Options:
-        weight: float = 0.01  # λ (Table 6 "iCaRL", NYUv2-R18)
-        buffer_size: int = 50  # images in total, over all tasks
-        replay_batch: int = 8  # replayed images per step
-        selection: Literal["herding", "random"] = "herding"
-        augment: bool = True  # joint horizontal flip of a replayed image and its stored map
+    class Options(ReplayOptions):
+        """``weight`` is λ (Table 6 "iCaRL", NYUv2-R18: 0.01)."""
 
-        def __post_init__(self) -> None:
-            check_nonnegative(self.weight, "method.weight")
-            check_positive_int(self.buffer_size, "method.buffer_size")
-            check_positive_int(self.replay_batch, "method.replay_batch")
+        selection: Literal["herding", "random"] = "herding"
 
     def loss_terms(self, ctx, batch, out):
         def per_sample(name, student, stored):
