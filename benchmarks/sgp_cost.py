@@ -11,6 +11,10 @@ For each resolution (default: the synthetic presets' 64×64 and NYUv2's 288×384
 * ``bases``  — the eigen-decompositions and basis updates of every conv, after the first phase
   (one decomposition per layer) and after a later phase (one more, of the residual Gram); this
   part does not depend on the image count;
+* ``projection`` — the extra time per training step in a later phase: projecting every conv's
+  update on its bases (``U − U B diag(λ) Bᵀ``), median of ``--steps`` repetitions, with the ranks
+  measured here (a lower bound) and with full bases r = d (the upper bound). It does not depend on
+  the resolution, so it weighs most at small images;
 * ``memory`` — bytes of the stored bases and importances (float32) after the first and the later
   update, and the worst case (full bases, Σ d² floats). Ranks measured on a few images are
   smaller than on 125, so the measured memory is a lower bound; the worst case is an upper bound.
@@ -36,8 +40,8 @@ import torch
 from torch.utils.data import default_collate
 
 from lhl.config import load_config
-from lhl.methods.sgp import encoder_grams
-from lhl.methods.sgp_math import update_bases
+from lhl.methods.sgp import encoder_convs, encoder_grams
+from lhl.methods.sgp_math import project_out, update_bases
 from lhl.models import MultiTaskNet
 from lhl.registry import BENCHMARKS, ENCODERS, load_builtins
 
@@ -99,8 +103,26 @@ def measure(resolution: tuple[int, int], args) -> dict[str, float]:
     first, first_time = update({})
     # a later phase, simulated with the same Gram matrices (the cost is the same: one eigh per layer)
     later, later_time = update(first)
+
+    def projection(state):
+        weights = {name: conv.weight.detach() for name, conv in encoder_convs(model).items()}
+        state = {name: (b.float().to(device), lam.float().to(device)) for name, (b, lam) in state.items()}
+        times = []
+        for _ in range(1 + args.steps):
+            _sync(device)
+            start = time.perf_counter()
+            for name, (bases, lam) in state.items():
+                project_out(weights[name], bases, lam)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[1:])
+
+    full = {name: (torch.eye(g.shape[0], device=device), torch.ones(g.shape[0], device=device))
+            for name, g in grams.items()}
     worst = sum(4 * (g.shape[0] ** 2 + g.shape[0]) for g in grams.values())
-    return {"epoch": epoch, "gram": gram, "first": first_time, "later": later_time,
+    return {"epoch": epoch, "step": epoch / math.ceil(args.epoch_images / args.batch_size),
+            "projection": projection(later), "projection_full": projection(full),
+            "gram": gram, "first": first_time, "later": later_time,
             "memory_first": memory(first), "memory_later": memory(later), "memory_worst": worst,
             "largest_d": max(g.shape[0] for g in grams.values()), "convs": len(grams)}
 
@@ -131,7 +153,9 @@ def main() -> None:
               f"(Gram {r['gram'] / r['epoch']:.2f}, bases {r['first'] / r['epoch']:.2f}); "
               f"after a later phase {(r['gram'] + r['later']) / r['epoch']:.2f} epochs; "
               f"stored bases {r['memory_first'] / mib:.2f} MiB after one phase, {r['memory_later'] / mib:.2f} MiB "
-              f"after two (ranks from {args.images} images: a lower bound), at most {r['memory_worst'] / mib:.2f} MiB")
+              f"after two (ranks from {args.images} images: a lower bound), at most {r['memory_worst'] / mib:.2f} MiB; "
+              f"projection per later-phase step {r['projection'] / r['step']:.2f}× a training step "
+              f"({r['projection_full'] / r['step']:.2f}× with full bases)")
 
 
 if __name__ == "__main__":

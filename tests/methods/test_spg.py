@@ -48,7 +48,7 @@ def test_importance_is_max_over_heads_and_phases_by_hand():
     model = TwoHeadLinear()
     task = SimpleNamespace(name="new", loss=lambda p, y: ((p - y) ** 2).mean())
     ctx = SimpleNamespace(model=model, tasks={"new": task}, phase_tasks=["new"], old_tasks=["old"], phase=2,
-                          device=torch.device("cpu"), log=lambda *a, **k: None)
+                          task_order=["old", "new", "later"], device=torch.device("cpu"), log=lambda *a, **k: None)
     # batch 1: x = e1, y = 1: p = 0 → new-task gradient 2(0−1)e1 = [−2, 0, 0]; old: p·x = 0
     # batch 2: x = e3, y = 1: p = 1 → new-task gradient 0;                 old: p·x = [0, 0, 1]
     loader = [{"image": torch.tensor([[1.0, 0.0, 0.0]]), "new": torch.tensor([1.0])},
@@ -133,13 +133,13 @@ def test_end_to_end_fully_protected_encoder_is_bit_exact(smoke_config, tmp_path,
 
 
 def test_end_to_end_state_is_checkpointed_and_logged(smoke_config, tmp_path, record_phase_2):
-    trainer = Trainer(smoke_config("tasks=[segmentation,depth]", method="spg"), tmp_path / "run", quiet=True)
+    trainer = Trainer(smoke_config("tasks=[segmentation,depth,normal]", method="spg"), tmp_path / "run", quiet=True)
     states = record_phase_2(trainer)
     trainer.run()
     start, end = states["start"]["encoder"], states["end"]["encoder"]
     assert any(not torch.equal(v, end[k]) for k, v in start.items() if k.endswith("conv1.weight"))  # soft masks
     events = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["event"] == "spg_importance"]
-    assert [e["phase"] for e in events] == [1, 2] and 0 < events[0]["mean"] < 1
+    assert [e["phase"] for e in events] == [1, 2] and 0 < events[0]["mean"] < 1  # none after the last phase
     saved = torch.load(tmp_path / "run" / "checkpoints" / "phase-2.pt", weights_only=True)["method"]
     assert "layer1.0.conv1.weight" in saved["importance"] and "stem.1.weight" in saved["importance"]
     first = torch.load(tmp_path / "run" / "checkpoints" / "phase-1.pt", weights_only=True)["method"]

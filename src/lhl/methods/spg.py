@@ -1,10 +1,11 @@
 """SPG: soft-masking of parameter-level gradient flow (Konishi et al., ICML 2023), on the shared
 encoder.
 
-After phase t, one pass over task t's training data (model in eval mode) accumulates, for every
-encoder parameter, the summed gradient of (a) task t's own loss and (b) for each old head j, the
-sum of its raw outputs (SPG's label-free proxy for old tasks). Each gradient tensor is turned into
-an importance ``|tanh(z)|`` with z its per-tensor standardisation
+After phase t < T (nothing would use importances computed after the last phase), one pass over
+task t's training data (model in eval mode) accumulates, for every encoder parameter, the summed
+gradient of (a) task t's own loss and (b) for each old head j, the sum of its raw outputs (SPG's
+label-free proxy for old tasks). Each gradient tensor is turned into an importance ``|tanh(z)|``
+with z its per-tensor standardisation
 (:func:`lhl.methods.importance.soft_importance`); the phase's importance is the element-wise max
 over heads, and the method keeps the running max over phases, γ ← max(γ, γ_t).
 
@@ -48,6 +49,8 @@ class SPG(GradientSpaceMethod):
         return update * (1 - self.importance[name]).to(update.dtype)
 
     def update_protection(self, ctx, loader) -> None:
+        if ctx.phase >= len(ctx.task_order):
+            return
         task, old, training = ctx.tasks[ctx.phase_tasks[0]], ctx.old_tasks, ctx.model.training
         ctx.model.eval()
         sums = summed_gradients(ctx.model, self._objectives(ctx, task, old, loader))
