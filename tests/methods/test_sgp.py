@@ -1,5 +1,6 @@
 """SGP (SPEC §4): streamed Gram matrices, rank, importance and basis extension by hand, the
-projection of gradients and of Adam's update, and end to end with fully protected convs."""
+projection of gradients and of Adam's update, and an end-to-end run (the fully protected run is in
+test_gradient_space.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from torch import nn
 from lhl.config import ConfigError, resolve_method
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
-from lhl.methods.sgp import SGP, encoder_convs, encoder_grams
+from lhl.methods.sgp import SGP, encoder_grams
 from lhl.methods.sgp_math import conv_input_gram, energy_rank, project_out, scaled_importance, update_bases
-from lhl.registry import METHODS
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 5])
@@ -199,25 +199,6 @@ def test_options_are_validated(smoke_config):
     for bad in ("method.scale=-1", "method.threshold_base=1.5", "method.samples=0", "method.apply_to=weights"):
         with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
             resolve_method(smoke_config(bad, method="sgp"))
-
-
-class FullyProtectedSGP(SGP):
-    """After each phase, every encoder conv's basis is the whole input space with importance 1."""
-
-    def update_protection(self, ctx, loader) -> None:
-        super().update_protection(ctx, loader)
-        for name, conv in encoder_convs(ctx.model).items():
-            d = conv.weight[0].numel()
-            self.bases[name], self.importance[name] = torch.linalg.qr(torch.randn(d, d))[0], torch.ones(d)
-
-
-def test_end_to_end_fully_protected_encoder_is_bit_exact(smoke_config, tmp_path, record_phase_2):
-    METHODS.register("sgp-fully-protected", overwrite=True)(FullyProtectedSGP)
-    config = smoke_config("tasks=[segmentation,depth]", "train.weight_decay=1e-5", method="sgp-fully-protected")
-    trainer = Trainer(config, tmp_path / "run", quiet=True)
-    states = record_phase_2(trainer)
-    trainer.run()
-    record_phase_2.assert_frozen_encoder(states)
 
 
 def test_end_to_end_state_is_checkpointed_and_logged(smoke_config, tmp_path, record_phase_2):
