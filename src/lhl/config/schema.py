@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 
-class ConfigError(ValueError):
-    """Invalid configuration key or value."""
+from lhl.errors import ConfigError
 
 
 @dataclass

@@ -14,12 +14,7 @@ import numpy as np
 from PIL import Image
 
 
-class DataError(ValueError):
-    """A dataset file is missing, unreadable or holds unexpected content.
-
-    The message starts with the offending path. (One string argument, so that a data-loader
-    worker can re-raise it in the main process.)
-    """
+from lhl.errors import DataError
 
 
 @dataclass(frozen=True)
