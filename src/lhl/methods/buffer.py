@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from lhl.config.schema import ConfigError
-from lhl.methods.distillation import check_nonnegative
+from lhl.config.checks import check_nonnegative, check_positive_int
 from lhl.methods.base import Method
 from lhl.tasks import NormalTask, Task
 
@@ -156,12 +156,6 @@ class ReplayBuffer:
         self.images, self.tasks, self.targets = list(state["images"]), list(state["tasks"]), list(state["targets"])
         self.seen = int(state["seen"])
         self.generator.set_state(state["generator"])
-
-
-def check_positive_int(value: int, key: str) -> None:
-    """Raise :class:`ConfigError` naming ``key`` unless ``value`` is an integer ≥ 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}: invalid value {value!r}; expected an integer >= 1")
 
 
 @dataclass

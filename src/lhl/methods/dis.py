@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lhl.methods.distillation import DistillationMethod, check_nonnegative
+from lhl.config.checks import check_nonnegative
+from lhl.methods.distillation import DistillationMethod
 from lhl.registry import METHODS
 
 

@@ -13,12 +13,10 @@ would have had.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 from torch import Tensor
 
-from lhl.config.schema import ConfigError
 from lhl.engine.context import Batch, RunContext, StepOutput
 from lhl.engine.teacher import Teacher
 from lhl.methods.base import Method
@@ -67,8 +65,3 @@ class DistillationMethod(Method):
         return [OldTask(name, ctx.tasks[name], out.outputs[name].float(), teacher[name].float())
                 for name in ctx.old_tasks]
 
-
-def check_nonnegative(value: float, key: str) -> None:
-    """Raise :class:`ConfigError` (a ValueError) naming ``key`` unless ``value`` is finite ≥ 0."""
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{key}: invalid value {value!r}; expected a finite number >= 0")

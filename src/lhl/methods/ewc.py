@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lhl.methods.base import Method
-from lhl.methods.distillation import check_nonnegative
+from lhl.config.checks import check_nonnegative
 from lhl.methods.importance import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
 from lhl.registry import METHODS
 

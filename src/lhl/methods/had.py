@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from lhl.config.schema import ConfigError
 from lhl.losses.had import group_masks, had_terms
 from lhl.losses.had_reference import reference_normal_terms, reference_regression_terms, reference_segmentation_terms
-from lhl.methods.distillation import DistillationMethod, OldTask, check_nonnegative
+from lhl.config.checks import check_nonnegative
+from lhl.methods.distillation import DistillationMethod, OldTask
 from lhl.registry import METHODS
 from lhl.tasks import NormalTask
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lhl.config.schema import ConfigError
-from lhl.methods.distillation import DistillationMethod, check_nonnegative
+from lhl.config.checks import check_nonnegative
+from lhl.methods.distillation import DistillationMethod
 from lhl.registry import METHODS
 
 

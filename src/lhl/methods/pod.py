@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lhl.losses.pod import pod_loss
-from lhl.methods.distillation import DistillationMethod, check_nonnegative
+from lhl.config.checks import check_nonnegative
+from lhl.methods.distillation import DistillationMethod
 from lhl.registry import METHODS
 
 

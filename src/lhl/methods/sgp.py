@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from lhl.config.schema import ConfigError
-from lhl.methods.distillation import check_nonnegative
+from lhl.config.checks import check_nonnegative
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
 from lhl.methods.importance import to_device
 from lhl.methods.sgp_math import conv_input_gram, project_out, update_bases
