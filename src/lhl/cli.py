@@ -1,39 +1,47 @@
-"""Command-line interface: ``lhl run``, ``lhl list``, ``lhl data preview``, ``lhl data check``."""
+"""Command-line interface: ``lhl run``, ``lhl compare``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
+
+A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
+prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
+after SIGINT/SIGTERM); ``--debug`` or ``LHL_DEBUG=1`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from lhl.config import ConfigError, load_config, preset_names
-from lhl.data.errors import DataError
-from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, UnknownNameError, load_builtins
+from lhl.config.schema import config_keys
+from lhl.errors import LhlError
+from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, load_builtins
 
 RUN_HELP = """Train one method over a benchmark's task sequence and write a run directory:
 config.yaml (resolved), events.jsonl, performance.json, checkpoints/phase-<t>.pt, summary.md,
 provenance.json. Without --config/--preset the synthetic-nyu-demo preset runs."""
 
-SET_HELP = """override a config key with a dotted name, e.g. --set train.epochs=2
---set data.resolution=[64,64] --set method.alpha=3 --set device=cuda. Keys: benchmark, tasks,
-seed, device, plugins, method.name, method.<hyperparameter>, model.encoder, model.weights,
-model.head_rates, model.head_channels, model.head_dropout, data.root, data.resolution,
-data.train_size, data.test_size, data.chunking, data.num_workers, data.augment, data.normalize,
-data.taskonomy_split, data.taskonomy_depth, data.taskonomy_classes, train.epochs,
-train.batch_size, train.eval_batch_size, train.lr, train.weight_decay, train.warmup, train.amp,
-train.keep_checkpoints (repeatable)"""
+SET_HELP = ("override a config key with a dotted name and a YAML value, e.g. --set train.epochs=2 "
+            "--set data.resolution=[64,64] --set method.alpha=3 --set device=cuda (repeatable). Keys: "
+            + ", ".join(config_keys()))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lhl", description="Lifelong heterogeneous learning on dense prediction.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (also: environment variable LHL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a method over a task sequence", description=RUN_HELP)
     source = run.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="YAML config file (may start with 'base: <preset>')")
     source.add_argument("--preset", metavar="NAME", help=f"built-in configuration: {', '.join(preset_names())}")
-    run.add_argument("--method", metavar="NAME", help="method name (see 'lhl list methods'); overrides method.name")
+    run.add_argument("--method", metavar="NAME",
+                     help="method name (see 'lhl list methods'); replaces the config's method section (options "
+                          "it set for another method are dropped, with a note); set options with --set method.KEY=V")
     run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<method>-s<seed>-<time>)")
     run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help=SET_HELP)
     run.add_argument("--resume", action="store_true",
@@ -47,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories named <label>-s<seed>")
     compare.add_argument("--baseline", default="vanilla", help="label of the baseline runs (default: vanilla)")
 
-    lst = sub.add_parser("list", help="print registered names", description="Print what is registered.")
+    lst = sub.add_parser("list", help="print registered names",
+                         description="Print what is registered; 'tasks' also lists which tasks each benchmark offers.")
     lst.add_argument("what", choices=["methods", "benchmarks", "tasks", "encoders", "presets"])
 
     data = sub.add_parser("data", help="dataset utilities", description="Dataset utilities.")
@@ -77,9 +86,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from lhl.engine.trainer import Trainer
     from lhl.report.tables import format_performance_matrix
 
-    config = load_config(args.config, args.preset, args.method, args.overrides)
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out DIR (the run directory to continue)")
+    config = load_config(args.config, args.preset, args.method, args.overrides)
     out = args.out
     if out is None:
         name = args.preset or (Path(args.config).stem if args.config else "synthetic-nyu-demo")
@@ -103,6 +112,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     load_builtins()
     if args.what == "presets":
         names = preset_names()
+    elif args.what == "tasks":
+        from lhl.data import benchmark_tasks
+
+        print("task types (registered): " + ", ".join(TASKS.names()))
+        print("tasks each benchmark offers (default order first; set the order with tasks=[...]):")
+        for benchmark, tasks in benchmark_tasks().items():
+            print(f"  {benchmark}: {', '.join(tasks)}")
+        return 0
     else:
         names = {"methods": METHODS, "benchmarks": BENCHMARKS, "tasks": TASKS, "encoders": ENCODERS}[args.what].names()
     print("\n".join(names))
@@ -146,18 +163,25 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "compare": _cmd_compare, "list": _cmd_list, "data": _cmd_data}
+    debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)
-    except (ConfigError, UnknownNameError, FileNotFoundError, ImportError, DataError) as exc:
-        print(f"lhl: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        from lhl.engine.trainer import NonFiniteLossError, RunDirectoryError
+    except LhlError as exc:
+        return _report(exc, str(exc), exc.exit_code, debug)
+    except OSError as exc:  # the file system: permissions, a full disk, a missing file
+        code = 2 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR) else 1
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _report(exc, f"{where}{exc.strerror or exc}", code, debug)
+    except KeyboardInterrupt as exc:
+        return _report(exc, "interrupted", 130, debug)
 
-        if isinstance(exc, (NonFiniteLossError, RunDirectoryError)):
-            print(f"lhl: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+
+def _report(exc: BaseException, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    message = " ".join(message.split()) or type(exc).__name__  # always one line
+    print(f"lhl: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
-from lhl.errors import UnknownNameError
+from lhl.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -64,7 +64,9 @@ def load_plugins(modules: list[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ImportError(f"plugins: cannot import module {module!r}: {exc}") from exc
+            raise ConfigError(f"plugins: cannot import module {module!r}: {exc}") from exc
+        except Exception as exc:  # the user's module failed while importing
+            raise ConfigError(f"plugins: importing module {module!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def load_builtins() -> None:

@@ -1,9 +1,16 @@
-"""Loading run configurations: defaults ← preset or YAML file ← ``--method`` ← ``--set``."""
+"""Loading run configurations: defaults ← preset or YAML file ← ``--method`` ← ``--set``.
+
+YAML is read strictly: a duplicate key, a non-mapping document or a syntax error is a
+:class:`ConfigError` naming the file (and line), never "last one wins". A config file may start
+from a preset or from another file with ``base: <preset name or path>`` (a relative path is
+relative to the file that names it).
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,26 +36,71 @@ def read_preset(name: str) -> dict[str, Any]:
     return _read_mapping(text, f"preset {name}")
 
 
-def _read_mapping(text: str, where: str) -> dict[str, Any]:
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML strictly (duplicate keys refused); errors name ``where`` and the problem on one line."""
     try:
-        tree = yaml.safe_load(text) or {}
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML: {problem}{at}") from None
+
+
+def _read_mapping(text: str, where: str) -> dict[str, Any]:
+    tree = load_yaml(text, where)
+    if tree is None:
+        return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(tree).__name__}")
+        raise ConfigError(f"{where}: expected a mapping of config keys at the top level, got {type(tree).__name__}")
     return tree
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config; a top-level ``base: <preset>`` starts from that preset."""
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config; a top-level ``base:`` names a preset or another config file to start from."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--config: no such file {str(path)!r}")
-    tree = _read_mapping(path.read_text(), str(path))
+        if path.is_dir():
+            raise ConfigError(f"--config: {str(path)!r} is a directory; expected a YAML config file")
+        raise ConfigError(f"--config: no such file {str(path)!r}; expected a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config: cannot read {str(path)!r}: {exc}") from None
+    tree = _read_mapping(text, str(path))
     base = tree.pop("base", None)
     if base is None:
         return tree
-    merged = read_preset(str(base))
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: invalid value {base!r}; expected a preset name or a config file path")
+    if base in preset_names():
+        merged = read_preset(base)
+    elif base.endswith((".yaml", ".yml")) or "/" in base:
+        base_path = (path.parent / base).resolve()
+        if base_path in _chain or base_path == path.resolve():
+            raise ConfigError(f"{path}: base: {base!r} includes itself")
+        merged = read_config_file(base_path, (*_chain, path.resolve()))
+    else:
+        raise ConfigError(f"{path}: base: unknown preset {base!r}; expected one of {', '.join(preset_names())} "
+                          "or a path to a .yaml file")
     _merge(merged, tree)
     return merged
 
@@ -66,9 +118,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.epochs=2")
     key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part or not part.replace("_", "").replace("-", "").isalnum() for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: {key!r} is not a dotted config key; expected e.g. train.lr=1e-3")
+    if not raw.strip():
+        raise ConfigError(f"--set {text!r}: no value after '='; write null for none, e.g. {key}=null")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
+        if raw.lstrip().startswith(("[", "{")):
+            raise ConfigError(f"--set {text!r}: value {raw!r} is not valid YAML; expected e.g. [a, b]") from None
         value = raw
     # YAML reads '1e-3' as a string; accept scientific notation as a float.
     if isinstance(value, str):
@@ -76,7 +135,7 @@ def parse_override(text: str) -> tuple[str, Any]:
             value = float(value)
         except ValueError:
             pass
-    return key.strip(), value
+    return key, value
 
 
 def load_config(config_file: str | Path | None = None, preset: str | None = None, method: str | None = None,
@@ -90,22 +149,27 @@ def load_config(config_file: str | Path | None = None, preset: str | None = None
     else:
         tree = read_preset(preset or "synthetic-nyu-demo")
     if method is not None:
-        tree["method"] = {"name": method} if tree.get("method", {}).get("name") != method else tree["method"]
+        tree["method"] = _replace_method(tree.get("method"), method)
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(tree, key, value)
-    config = build_dataclass(RunConfig, tree)
-    if "name" not in config.method or not isinstance(config.method["name"], str):
-        raise ConfigError(f"method.name: missing or not a string in {config.method!r}")
-    if len(config.data.resolution) != 2 or min(config.data.resolution) < 8:
-        raise ConfigError(f"data.resolution: invalid value {config.data.resolution!r}; expected [H, W], each >= 8")
-    for key in ("train.epochs", "train.batch_size"):
-        value = getattr(config.train, key.split(".")[1])
-        if value < 1:
-            raise ConfigError(f"{key}: invalid value {value!r}; expected an integer >= 1")
-    if not 0.0 <= config.train.warmup <= 1.0:
-        raise ConfigError(f"train.warmup: invalid value {config.train.warmup!r}; expected a fraction in [0, 1]")
-    return config
+    return build_dataclass(RunConfig, tree)
+
+
+def _replace_method(section: Any, method: str) -> dict[str, Any]:
+    """``--method NAME``: the method section becomes ``{name: NAME}``. Options the config file set for
+    another method are not carried over (they belong to that method); a note on stderr lists them so
+    nothing is dropped silently. ``--set method.<key>=...`` then sets the new method's options."""
+    if not isinstance(section, dict):
+        return {"name": method}
+    old = section.get("name")
+    if isinstance(old, str) and old.lower() == method.lower():
+        return {**section, "name": method}
+    dropped = sorted(k for k in section if k != "name")
+    if dropped:
+        print(f"lhl: note: --method {method} replaces method {old!r} of the config; its options "
+              f"{', '.join(dropped)} are not used (set {method}'s with --set method.<key>=...)", file=sys.stderr)
+    return {"name": method}
 
 
 def resolve_method(config: RunConfig):
@@ -113,8 +177,14 @@ def resolve_method(config: RunConfig):
     hyperparameter's value (so the saved config shows them all)."""
     from lhl.registry import METHODS
 
-    cls = METHODS.get(config.method["name"])
+    name = config.method["name"]
+    cls = METHODS.get(name)
     values = {k: v for k, v in config.method.items() if k != "name"}
+    allowed = [f.name for f in dataclasses.fields(cls.Options)]
+    for key in values:
+        if key not in allowed:
+            what = f"has the options {', '.join(allowed)}" if allowed else "takes no options"
+            raise ConfigError(f"unknown config key 'method.{key}': method {name!r} {what}")
     options = build_dataclass(cls.Options, values, "method")
     config.method = {"name": config.method["name"].lower(), **dataclasses.asdict(options)}
     return cls, options

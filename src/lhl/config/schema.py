@@ -1,10 +1,12 @@
-"""Typed run configuration, validated from YAML and ``--set`` overrides (SPEC §9).
+"""Typed run configuration, validated from YAML and ``--set`` overrides.
 
-Every section is a dataclass; loading checks each key against the fields and each value
-against the field's type (and the allowed choices, where a field has them), and a bad key or
-value raises :class:`ConfigError` naming the dotted key, the bad value and what is allowed.
-Method hyperparameters live under ``method`` and are validated against the chosen method's
-own ``Options`` dataclass (declared in the method's file), so no option rewrites another.
+Every section is a dataclass; loading checks each key against the fields, each value against
+the field's type (and the allowed choices, where a field has them) and, in the section's
+``__post_init__``, against its range; a bad key or value raises :class:`ConfigError` naming the
+dotted key, the bad value and what is allowed. No value is ever replaced by a default: ``None``
+is the only "use the default" value, and it is recorded as such. Method hyperparameters live
+under ``method`` and are validated against the chosen method's own ``Options`` dataclass
+(declared in the method's file), so no option rewrites another.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 
+from lhl.config.checks import (check_fraction, check_nonnegative, check_nonnegative_int, check_positive,
+                               check_positive_int)
 from lhl.errors import ConfigError
 
 
@@ -26,6 +30,14 @@ class ModelConfig:
     head_rates: list[int] = field(default_factory=lambda: [12, 24, 36])
     head_channels: int = 256
     head_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.encoder:
+            raise ConfigError("model.encoder: invalid value ''; expected an encoder name (lhl list encoders)")
+        for i, rate in enumerate(self.head_rates):
+            check_positive_int(rate, f"model.head_rates[{i}]")
+        check_positive_int(self.head_channels, "model.head_channels")
+        check_fraction(self.head_dropout, "model.head_dropout", high_open=True)
 
 
 @dataclass
@@ -43,6 +55,17 @@ class DataConfig:
     taskonomy_depth: Literal["metres", "unit"] = "metres"  # raw/512 or raw/65535
     taskonomy_classes: Union[Literal["all", "grouped8"], list[int]] = "all"  # raw label 0..17 → class, -1 ignore
 
+    def __post_init__(self) -> None:
+        if len(self.resolution) != 2 or min(self.resolution) < 8:
+            raise ConfigError(f"data.resolution: invalid value {self.resolution!r}; expected [H, W], each an "
+                              "integer >= 8")
+        for key in ("train_size", "test_size"):
+            if getattr(self, key) is not None:
+                check_positive_int(getattr(self, key), f"data.{key}")
+        check_nonnegative_int(self.num_workers, "data.num_workers")
+        if self.root is not None and not self.root.strip():
+            raise ConfigError("data.root: invalid value ''; expected a directory path or null")
+
 
 @dataclass
 class TrainConfig:
@@ -56,6 +79,17 @@ class TrainConfig:
     keep_checkpoints: int | None = None  # keep the newest N phase checkpoints (None = all)
     log_grad_norms: bool = True  # log each loss term's encoder gradient norm on one batch per epoch
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.epochs, "train.epochs")
+        check_positive_int(self.batch_size, "train.batch_size")
+        if self.eval_batch_size is not None:
+            check_positive_int(self.eval_batch_size, "train.eval_batch_size")
+        check_positive(self.lr, "train.lr")
+        check_nonnegative(self.weight_decay, "train.weight_decay")
+        check_fraction(self.warmup, "train.warmup")
+        if self.keep_checkpoints is not None:
+            check_positive_int(self.keep_checkpoints, "train.keep_checkpoints")
+
 
 @dataclass
 class RunConfig:
@@ -68,6 +102,23 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_nonnegative_int(self.seed, "seed")
+        if self.seed >= 2**32:
+            raise ConfigError(f"seed: invalid value {self.seed!r}; expected an integer in [0, 2**32)")
+        if self.tasks is not None:
+            if not self.tasks:
+                raise ConfigError("tasks: invalid value []; expected a non-empty list of task names, or null for "
+                                  "the benchmark's order")
+            repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+            if repeated:
+                raise ConfigError(f"tasks: {', '.join(repeated)} appears more than once in {self.tasks!r}; "
+                                  "each task has one phase")
+        name = self.method.get("name") if isinstance(self.method, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"method.name: missing or not a string in {self.method!r}; expected a method name "
+                              "(lhl list methods)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,14 +195,15 @@ def build_dataclass(cls: type, values: Any, prefix: str = "") -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+        raise ConfigError(f"{where}: invalid value {values!r}; expected a mapping of keys")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            raise ConfigError(f"unknown config key {dotted!r}; allowed keys: {', '.join(sorted(fields))}")
+            allowed = f"allowed keys: {', '.join(sorted(fields))}" if fields else f"{where} takes no keys"
+            raise ConfigError(f"unknown config key {dotted!r}; {allowed}")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
 
@@ -180,3 +232,18 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def config_keys(cls: type = None, prefix: str = "") -> list[str]:
+    """Every dotted config key of :class:`RunConfig` (for help texts), sections expanded."""
+    cls = cls or RunConfig
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += config_keys(hints[f.name], f"{prefix}{f.name}.")
+        elif f.name == "method":
+            keys += ["method.name", "method.<option>"]
+        else:
+            keys.append(prefix + f.name)
+    return keys

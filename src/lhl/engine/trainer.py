@@ -1,50 +1,56 @@
-"""The LHL4DP phase loop (SPEC §1): one task per phase, evaluation of all seen tasks after
+"""The LHL4DP phase loop (paper Sec. 3.1): one task per phase, evaluation of all seen tasks after
 each phase, a checkpoint per phase, resumable.
 
 The loop knows nothing about specific methods: it calls the hooks of
-:class:`lhl.methods.base.Method`, sums the named loss terms they return with the new-task
-loss, and checkpoints their state dicts.
+:class:`lhl.engine.hooks.Method`, sums the named loss terms they return with the new-task loss,
+and checkpoints their state dicts. Everything is validated by :func:`lhl.engine.build.build_run`
+before the run directory is touched.
+
+Safety: a non-finite loss term or gradient stops the run (phase, epoch, step named) and the
+parameters are checked before a phase is saved, so a NaN never becomes a completed phase; SIGINT
+and SIGTERM stop the run between two steps with a line saying how to resume.
 """
 
 from __future__ import annotations
 
+import datetime
+import shlex
+import signal
+import sys
+import threading
 from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lhl.config import ConfigError, config_differences, resolve_method
+from lhl.config import config_differences
 from lhl.config.schema import RunConfig
-from lhl.data.base import Benchmark
-from lhl.data.splits import phase_chunks
-from lhl.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, write_json, write_text
+from lhl.engine.build import Run, build_run
+from lhl.engine.checkpoint import write_json, write_text
 from lhl.engine.context import RunContext, StepOutput
 from lhl.engine.evaluation import evaluate
 from lhl.engine.events import EventLog
 from lhl.engine.provenance import provenance
+from lhl.engine.rundir import RunDirectory
 from lhl.engine.seeding import derive_seed, seed_everything, worker_init_fn
-from lhl.methods.base import Method
-from lhl.models import MultiTaskNet, load_encoder_weights
-from lhl.models.pretrained import resolve_weights
-from lhl.registry import BENCHMARKS, ENCODERS, load_builtins, load_plugins
+from lhl.errors import Interrupted, NonFiniteError, RunDirectoryError
 from lhl.report.tables import format_phase_metrics, summary_markdown
 
+# Kept for code that imported these names from here.
+NonFiniteLossError = NonFiniteError
+__all__ = ["Trainer", "NonFiniteError", "NonFiniteLossError", "RunDirectoryError", "linear_warmup_decay",
+           "encoder_grad_norms"]
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; the run stops, earlier checkpoints stay intact."""
-
-
-class RunDirectoryError(RuntimeError):
-    """The output directory cannot be used (holds another run, or differs on resume)."""
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def linear_warmup_decay(total_steps: int, warmup: float):
-    """LR factor: linear 0→1 over ``warmup·total`` steps, then linear 1→0 (SPEC §8)."""
+    """LR factor: linear 0→1 over ``warmup·total`` steps, then linear 1→0 (paper App. C.4)."""
     warm = int(round(warmup * total_steps))
 
     def factor(step: int) -> float:
@@ -60,77 +66,59 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, quiet: bool = False, resume: bool = False,
                  echo=print) -> None:
-        load_builtins()
-        load_plugins(config.plugins)
-        self.config = config
-        self.method_cls, options = resolve_method(config)
-        self.method: Method = self.method_cls(options)
+        self.spec: Run = build_run(config)
+        self.config = self.spec.config  # resolved: every method option and the task order filled in
+        self.method = self.spec.make_method()
+        self.method_cls = self.spec.method_cls
+        self.benchmark, self.order, self.tasks = self.spec.benchmark, self.spec.order, self.spec.tasks
+        self.device = self.spec.device
         self.run_dir = Path(run_dir)
+        self.directory = RunDirectory(self.run_dir)
+        self.directory.check_usable()
         self.quiet, self.resume = quiet, resume
         self.echo = (lambda *a, **k: None) if quiet else echo
-        self.benchmark: Benchmark = BENCHMARKS.get(config.benchmark)(config.data, config.seed)
-        self.order = list(config.tasks or self.benchmark.default_tasks)
-        if not self.order:
-            raise ConfigError("tasks: the task sequence is empty")
-        if len(set(self.order)) != len(self.order):
-            raise ConfigError(f"tasks: a task appears twice in {self.order}")
-        self.tasks = {name: self.benchmark.make_task(name) for name in self.order}
-        ENCODERS.get(config.model.encoder)  # unknown encoder: error before any file is written
-        self.device = _device(config.device)
+        self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------ set-up
-    def _prepare_run_dir(self) -> int:
-        """Check or create the run directory; return the last completed phase (0 if none)."""
-        saved_config = self.run_dir / "config.yaml"
+    def _prepare(self, weights_hash: str | None) -> tuple[int, int, dict[str, Any]]:
+        """Lock and check (or create) the run directory; return (last completed phase, attempt,
+        provenance). Nothing is written to an existing run before every check has passed."""
         current = self.config.to_dict()
-        if self.resume:
-            if not saved_config.is_file():
-                raise RunDirectoryError(f"--resume: {str(self.run_dir)!r} holds no run (no config.yaml)")
-            saved = yaml.safe_load(saved_config.read_text())
-            differences = config_differences(saved, current)
-            if differences:
-                raise RunDirectoryError(
-                    f"--resume: the configuration differs from the run in {str(self.run_dir)!r}:\n  "
-                    + "\n  ".join(differences))
-            return self._last_completed_phase()
-        if saved_config.exists() or (self.run_dir / "checkpoints").exists():
+        fingerprint = self.benchmark.fingerprint()
+        record = provenance(self.config, self.device, weights_hash, fingerprint)
+        if not self.resume:
+            if self.directory.holds_run():
+                raise RunDirectoryError(f"{str(self.run_dir)!r} already holds a run; pass --resume to continue "
+                                        "it or choose another --out")
+            write_text(self.run_dir / "config.yaml", yaml.safe_dump(current, sort_keys=False))
+            record["resumes"] = []
+            return 0, 1, record
+        saved = self.directory.read_config()
+        if saved.get("tasks") is None:  # runs written before config.yaml recorded the order
+            saved["tasks"] = current["tasks"]
+        differences = config_differences(saved, current)
+        if differences:
+            raise RunDirectoryError(f"--resume: the configuration differs from the run in {str(self.run_dir)!r}: "
+                                    + "; ".join(differences))
+        performance = self.directory.read_performance()
+        old = self.directory.read_json("provenance.json", {})
+        if old.get("dataset_fingerprint") not in (None, fingerprint):
             raise RunDirectoryError(
-                f"{str(self.run_dir)!r} already holds a run; pass --resume to continue it or choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(saved_config, yaml.safe_dump(current, sort_keys=False))
-        return 0
-
-    def _last_completed_phase(self) -> int:
-        performance = self._read_performance()
-        done = len(performance["phases"])
-        while done > 0 and not checkpoint_path(self.run_dir, done).is_file():
-            done -= 1
-        return done
-
-    def _read_performance(self) -> dict[str, Any]:
-        import json
-
-        path = self.run_dir / "performance.json"
-        if not path.is_file():
-            return {"phases": []}
-        return json.loads(path.read_text())
-
-    def _build_model(self) -> tuple[MultiTaskNet, str | None]:
-        seed_everything(derive_seed(self.config.seed, 0))
-        model_cfg = self.config.model
-        encoder = ENCODERS.get(model_cfg.encoder)()
-        weights = resolve_weights(model_cfg.weights, model_cfg.encoder) if model_cfg.weights else None
-        weights_hash = load_encoder_weights(encoder, weights) if weights else None
-        model = MultiTaskNet(encoder, model_cfg.head_rates, model_cfg.head_channels, model_cfg.head_dropout)
-        return model.to(self.device), weights_hash
-
-    def _plan(self) -> list[tuple[list[str], list[int]]]:
-        """(tasks whose labels the phase sees, training image indices) per phase."""
-        n_train = self.benchmark.num_images("train")
-        if self.method_cls.joint:
-            return [(list(self.order), list(range(n_train)))]
-        chunks = phase_chunks(n_train, len(self.order), self.config.seed, self.config.data.chunking)
-        return [([task], chunk) for task, chunk in zip(self.order, chunks)]
+                f"--resume: the data differs from the run's: provenance.json records dataset fingerprint "
+                f"{old['dataset_fingerprint']!r}, data.root now gives {fingerprint!r}")
+        if old.get("weights_sha256") != weights_hash and "weights_sha256" in old:
+            raise RunDirectoryError(f"--resume: model.weights now names a file with SHA-256 {weights_hash}, the run "
+                                    f"was made with {old['weights_sha256']}")
+        done = self.directory.last_completed_phase(performance)
+        if done:  # verify before anything is appended
+            self.directory.load_checkpoint(done, self.config.method["name"])
+        resumes = list(old.get("resumes", []))
+        attempt = len(resumes) + 2
+        resumes.append({"attempt": attempt, "time": _now(), "after_phase": done, "command": sys.argv,
+                        "device": record["device"], "lhl_version": record["lhl_version"],
+                        "git_commit": record["git_commit"]})
+        record = {**record, **{k: v for k, v in old.items() if k not in ("resumes",)}, "resumes": resumes}
+        return done, attempt, record
 
     def _loader(self, split: str, indices: list[int], tasks: list[str], train: bool, seed: int) -> DataLoader:
         train_cfg = self.config.train
@@ -143,34 +131,37 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
-        done = self._prepare_run_dir()
-        model, weights_hash = self._build_model()
-        events = EventLog(self.run_dir / "events.jsonl")
-        ctx = RunContext(self.config, model, self.tasks, self.order, self.device, events)
-        try:
-            return self._run_phases(ctx, done, weights_hash)
-        finally:
-            events.close()
+        with self._signals_handled():
+            self.directory.acquire()
+            events = None
+            try:
+                model, weights_hash = self.spec.build_model()
+                done, attempt, record = self._prepare(weights_hash)
+                write_json(self.run_dir / "provenance.json", record)
+                events = EventLog(self.run_dir / "events.jsonl", attempt)
+                ctx = RunContext(self.config, model, self.tasks, self.order, self.device, events)
+                return self._run_phases(ctx, done)
+            except BaseException:
+                if events is None:
+                    self.directory.discard_if_new()
+                raise
+            finally:
+                if events is not None:
+                    events.close()
+                self.directory.release()
 
-    def _run_phases(self, ctx: RunContext, done: int, weights_hash: str | None) -> dict[str, Any]:
-        plan = self._plan()
+    def _run_phases(self, ctx: RunContext, done: int) -> dict[str, Any]:
+        plan = self.spec.plan()
         performance = {"benchmark": self.config.benchmark, "method": self.config.method["name"],
                        "tasks": list(self.order), "phases": []}
-        write_json(self.run_dir / "provenance.json",
-                   provenance(self.config, self.device, weights_hash, self.benchmark.fingerprint()))
         self.method.setup(ctx)
         if done:
-            state = load_checkpoint(checkpoint_path(self.run_dir, done))
-            for task in state["tasks"]:
-                ctx.model.add_task(task, self.tasks[task].out_channels)
-            ctx.model.load_state_dict(state["model"])
-            ctx.phase = done
-            self.method.load_state_dict(state["method"], ctx)
-            performance["phases"] = self._read_performance()["phases"][:done]
+            self._restore(ctx, done)
+            performance["phases"] = self.directory.read_performance()["phases"][:done]
             ctx.log("resume", phase=done, completed_phases=done)
             self.echo(f"resuming {self.run_dir} after phase {done}")
         else:
-            ctx.log("run_start", method=self.config.method["name"], tasks=self.order)
+            ctx.log("run_start", method=self.config.method["name"], tasks=self.order, completed_phases=0)
         test_size = self.benchmark.num_images("test")
         for phase, (phase_tasks, indices) in enumerate(plan, start=1):
             if phase <= done:
@@ -186,9 +177,13 @@ class Trainer:
             self.method.before_phase(ctx)
             self._train_phase(ctx, loader)
             self.method.after_phase(ctx, loader)
+            self._check_interrupt(ctx)
             seen = [self.tasks[t] for t in ctx.model.tasks]
             test_loader = self._loader("test", list(range(test_size)), ctx.model.tasks, False, 0)
-            metrics = evaluate(ctx.model, seen, test_loader, self.device, self.quiet, desc=f"eval phase {phase}")
+            metrics = evaluate(ctx.model, seen, test_loader, self.device, self.quiet, desc=f"eval phase {phase}",
+                               should_stop=lambda: self._stop_signal is not None)
+            self._check_interrupt(ctx)
+            self._check_parameters(ctx)
             ctx.log("evaluation", phase=phase, metrics=metrics)
             performance["phases"].append({"phase": phase, "task": label, "metrics": metrics})
             self._save_phase(ctx, phase)
@@ -198,15 +193,64 @@ class Trainer:
         ctx.log("run_end")
         return performance
 
-    def _save_phase(self, ctx: RunContext, phase: int) -> None:
-        state = {"phase": phase, "tasks": ctx.model.tasks, "model": ctx.model.state_dict(),
-                 "method": self.method.state_dict(), "rng_torch": torch.get_rng_state()}
-        save_checkpoint(checkpoint_path(self.run_dir, phase), state)
-        keep = self.config.train.keep_checkpoints
-        if keep is not None:
-            for old in range(1, phase - keep + 1):
-                checkpoint_path(self.run_dir, old).unlink(missing_ok=True)
+    def _restore(self, ctx: RunContext, done: int) -> None:
+        from lhl.errors import CheckpointError
 
+        path = self.run_dir / "checkpoints" / f"phase-{done}.pt"
+        state = self.directory.load_checkpoint(done, self.config.method["name"])
+        try:
+            for task in state["tasks"]:
+                ctx.model.add_task(task, self.tasks[task].out_channels)
+            ctx.model.load_state_dict(state["model"])
+            ctx.phase = done
+            self.method.load_state_dict(state["method"], ctx)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"checkpoint {str(path)!r} does not match this run's model or method "
+                                  f"{self.config.method['name']!r}: {reason}") from None
+
+    def _save_phase(self, ctx: RunContext, phase: int) -> None:
+        state = {"phase": phase, "tasks": ctx.model.tasks, "method_name": self.config.method["name"],
+                 "model": ctx.model.state_dict(), "method": self.method.state_dict()}
+        self.directory.save_checkpoint(phase, state, self.config.method["name"], self.config.train.keep_checkpoints)
+
+    def _check_parameters(self, ctx: RunContext) -> None:
+        """A phase whose weights hold NaN/inf is never saved as completed."""
+        for name, tensor in list(ctx.model.named_parameters()) + list(ctx.model.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                ctx.log("non_finite_parameters", phase=ctx.phase, tensor=name)
+                raise NonFiniteError(f"model tensor {name!r} is not finite after phase {ctx.phase}; the phase was "
+                                     "not saved, checkpoints of completed phases are intact")
+
+    # ------------------------------------------------------------------ interruption
+    @contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        """SIGINT/SIGTERM set a flag the loop checks between steps (a second signal stops at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in SIGNAL_EXIT}
+        try:
+            yield
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
+
+    def _check_interrupt(self, ctx: RunContext) -> None:
+        if self._stop_signal is None:
+            return
+        name = signal.Signals(self._stop_signal).name
+        ctx.log("interrupted", phase=ctx.phase, epoch=ctx.epoch, step=ctx.step, signal=name)
+        raise Interrupted(f"{name} received during phase {ctx.phase}; stopped before saving it (completed phases "
+                          f"are saved). Resume with: {resume_command(self.run_dir)}", SIGNAL_EXIT[self._stop_signal])
+
+    # ------------------------------------------------------------------ one phase
     def _train_phase(self, ctx: RunContext, loader: DataLoader) -> None:
         train_cfg = self.config.train
         params = [p for p in ctx.model.parameters() if p.requires_grad]
@@ -222,18 +266,20 @@ class Trainer:
             sums: dict[str, float] = defaultdict(float)
             steps = 0
             for batch in tqdm(loader, desc=f"phase {ctx.phase} epoch {epoch}", disable=self.quiet, leave=False):
+                self._check_interrupt(ctx)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with autocast():
                     outputs, features = ctx.model(batch["image"], self.method.forward_tasks(ctx), return_features=True)
                     terms = self._new_task_terms(ctx, batch, outputs)
                     terms.update(self.method.loss_terms(ctx, batch, StepOutput(outputs, features)))
                 for name, value in terms.items():
-                    if not torch.isfinite(value).all():
+                    number = float(value.detach())
+                    if not torch.isfinite(torch.tensor(number)):
                         ctx.log("non_finite_loss", phase=ctx.phase, epoch=epoch, step=ctx.step, term=name)
-                        raise NonFiniteLossError(
-                            f"non-finite loss term {name!r} ({value.item()}) at phase {ctx.phase}, epoch {epoch}, "
+                        raise NonFiniteError(
+                            f"non-finite loss term {name!r} ({number}) at phase {ctx.phase}, epoch {epoch}, "
                             f"step {ctx.step}; the run stopped, checkpoints of completed phases are intact")
-                    sums[name] += float(value.detach())
+                    sums[name] += number
                 if steps == 0 and train_cfg.log_grad_norms:
                     ctx.log("grad_norms", phase=ctx.phase, epoch=epoch, step=ctx.step,
                             encoder=encoder_grad_norms(ctx.model, terms))
@@ -244,10 +290,11 @@ class Trainer:
                     scaler.unscale_(optimizer)
                 else:
                     loss.backward()
+                    self._check_gradients(ctx, params, epoch)
                 self.method.after_backward(ctx)
                 self.method.before_step(ctx)
                 if scaler is not None:
-                    scaler.step(optimizer)
+                    scaler.step(optimizer)  # skips a step with inf/NaN gradients and lowers the scale
                     scaler.update()
                 else:
                     optimizer.step()
@@ -259,6 +306,18 @@ class Trainer:
             ctx.log("epoch_end", phase=ctx.phase, epoch=epoch, steps=steps, losses=losses,
                     lr=scheduler.get_last_lr()[0])
 
+    @staticmethod
+    def _check_gradients(ctx: RunContext, params: list[torch.Tensor], epoch: int) -> None:
+        """Stop on a NaN/inf gradient (a finite loss can have one): one fused norm over all gradients."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        total = torch.stack(torch._foreach_norm(grads)).norm()
+        if not torch.isfinite(total):
+            ctx.log("non_finite_gradient", phase=ctx.phase, epoch=epoch, step=ctx.step)
+            raise NonFiniteError(f"non-finite gradient at phase {ctx.phase}, epoch {epoch}, step {ctx.step} (the "
+                                 "loss was finite); the run stopped, checkpoints of completed phases are intact")
+
     def _new_task_terms(self, ctx: RunContext, batch, outputs) -> dict[str, torch.Tensor]:
         if len(ctx.phase_tasks) == 1:
             task = ctx.phase_tasks[0]
@@ -269,14 +328,12 @@ class Trainer:
         amp = self.config.train.amp
         if amp == "off":
             return nullcontext, None
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ConfigError(f"train.amp: 'fp16' needs a CUDA device, got device {self.config.device!r}; use 'bf16'")
         dtype = torch.float16 if amp == "fp16" else torch.bfloat16
         scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         return (lambda: torch.autocast(self.device.type, dtype=dtype)), scaler
 
 
-def encoder_grad_norms(model: MultiTaskNet, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+def encoder_grad_norms(model, terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """L2 norm of the gradient each loss term alone sends into the shared encoder's parameters.
 
     Costs one extra backward pass per term, so the loop calls it on one batch per epoch. It makes
@@ -294,13 +351,17 @@ def encoder_grad_norms(model: MultiTaskNet, terms: dict[str, torch.Tensor]) -> d
     return norms
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: invalid value {name!r}; expected cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} requested but CUDA is not available; use device=cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device: {name!r} requested but MPS is not available; use device=cpu")
-    return device
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues this run: the one that started it, with --resume and --out."""
+    argv = list(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("lhl", "__main__.py", "cli.py") else []
+    if not argv or argv[0] != "run":
+        return f"lhl run --resume --out {shlex.quote(str(run_dir))} (with the same --config/--preset/--set options)"
+    if "--out" not in argv:
+        argv += ["--out", str(run_dir)]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["lhl", *argv])
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

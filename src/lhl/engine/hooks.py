@@ -1,0 +1,79 @@
+"""The method interface: named hook points the phase loop calls (Avalanche-style).
+
+A method overrides only the hooks it needs. The engine sums and logs the named loss terms a
+method returns, checkpoints whatever :meth:`Method.state_dict` returns, and never imports a
+specific method. Hooks, in the order the loop calls them::
+
+    setup(ctx)                          once, after the model and tasks exist
+    before_phase(ctx)                   phase t starts (new head already added)
+      on_train_mode(ctx)                after every model.train() (e.g. freeze BN)
+      forward_tasks(ctx) -> [names]     heads the student runs on a batch
+      loss_terms(ctx, batch, out) -> {name: scalar}   added to the new-task loss
+      after_backward(ctx)               gradients are in .grad (edit them here)
+      before_step(ctx)                  just before optimizer.step() (e.g. snapshot parameters)
+      after_step(ctx)                   the optimiser has stepped (e.g. mask the update)
+    after_phase(ctx, loader)            phase t's training is done (before evaluation)
+    state_dict() / load_state_dict(state, ctx)
+
+Hyperparameters are declared as fields of the nested ``Options`` dataclass; the config's
+``method.<field>`` keys are validated against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from lhl.engine.context import Batch, RunContext, StepOutput
+
+
+class Method:
+    """Base class: sequential fine-tuning with no extra terms (i.e. vanilla)."""
+
+    name: ClassVar[str] = ""
+    #: True for methods that train all tasks at once on the whole training set (joint).
+    joint: ClassVar[bool] = False
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def setup(self, ctx: RunContext) -> None:
+        pass
+
+    def before_phase(self, ctx: RunContext) -> None:
+        pass
+
+    def on_train_mode(self, ctx: RunContext) -> None:
+        pass
+
+    def forward_tasks(self, ctx: RunContext) -> list[str]:
+        return list(ctx.phase_tasks)
+
+    def loss_terms(self, ctx: RunContext, batch: Batch, out: StepOutput) -> dict[str, Tensor]:
+        return {}
+
+    def after_backward(self, ctx: RunContext) -> None:
+        pass
+
+    def before_step(self, ctx: RunContext) -> None:
+        pass
+
+    def after_step(self, ctx: RunContext) -> None:
+        pass
+
+    def after_phase(self, ctx: RunContext, loader: Any) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors / numbers / strings only: it goes into a ``weights_only`` checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: RunContext) -> None:
+        pass
