@@ -131,6 +131,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
         return _cmd_data_check(args)
     from lhl.data.synthetic.preview import save_preview_grid
 
+    if args.count < 1:
+        raise ConfigError(f"--count: invalid value {args.count}; expected an integer >= 1")
+    if min(args.resolution) < 8:
+        raise ConfigError(f"--resolution: invalid value {args.resolution}; expected H W, each an integer >= 8")
+
     path = save_preview_grid(args.out, seed=args.seed, split=args.split, count=args.count,
                              resolution=tuple(args.resolution))
     print(f"wrote {path}")
