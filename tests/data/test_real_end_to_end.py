@@ -26,4 +26,5 @@ def test_two_phase_run(name, tasks, extra, request, run_smoke):
         expected = "loss" if name == "taskonomy" else KEY[task]
         assert expected in final[task]
     provenance = json.loads((run_dir / "provenance.json").read_text())
-    assert provenance["dataset_fingerprint"].startswith(f"{name} root=")
+    assert provenance["dataset_fingerprint"].startswith(f"{name} train=")
+    assert str(root) not in provenance["dataset_fingerprint"]

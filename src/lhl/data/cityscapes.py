@@ -1,4 +1,4 @@
-"""CityScapes in MTAN's preprocessed layout (SPEC §6; paper Tables 8 and 9).
+"""CityScapes in MTAN's preprocessed layout (paper Tables 8 and 9).
 
 ``root/{train,val}/{image,label_7,depth}/<i>.npy``: 2975 training and 500 test images at
 128×256; 7-class segmentation (``-1`` = ignore) from ``label_7`` — some copies name that
@@ -21,6 +21,7 @@ class CityScapes(MTANBenchmark):
 
     name = "cityscapes"
     default_tasks = ("segmentation", "depth")
+    layout = "root/{train,val}/{image,label_7 (or label),depth}/<i>.npy"
     num_classes = 7
     folders = {"segmentation": ("label_7", "label"), "depth": ("depth",)}
     label_kinds = {"segmentation": "class", "depth": "disparity"}

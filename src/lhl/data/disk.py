@@ -3,18 +3,23 @@
 A :class:`FileBenchmark` lists a split's images once (``entries``), maps an entry and a task
 to the label file's path, and decodes one file into the label convention of
 :mod:`lhl.tasks.base` at its stored size. :class:`FileDataset` assembles items from that:
-it opens the image and **only the requested tasks' label files** (SPEC §1), checks each label
+it opens the image and **only the requested tasks' label files** (paper §3), checks each label
 against the image's size, resizes to ``data.resolution``, applies the optional augmentation
 (training split, ``data.augment``) and the optional ImageNet normalisation. ``lhl data
 check`` drives the same decoders over every file (:mod:`lhl.data.check`).
 
 ``data.train_size`` / ``data.test_size`` cap a split to that many images, chosen evenly
 spaced over the sorted list (``floor(k·N/cap)``), independent of the seed.
+
+:meth:`FileBenchmark.validate` checks ``data.root`` and the layout (by listing folders, never
+opening label files) before a run writes anything; :meth:`FileBenchmark.fingerprint` hashes a
+sample of the files' bytes (see there).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Hashable, Sequence
@@ -30,6 +35,8 @@ from lhl.data.errors import DataError, Problem, problem, shape_text
 from lhl.data.transforms import RandomScaleCrop, normalize_image, resize_sample
 
 SPLITS = ("train", "test")
+#: files per split whose bytes the fingerprint samples, and the size of each sampled block
+FINGERPRINT_FILES, FINGERPRINT_BLOCK = 64, 4096
 
 
 @dataclass
@@ -56,9 +63,13 @@ class FileBenchmark(Benchmark):
     #: label kind of each task (see :mod:`lhl.data.transforms`)
     label_kinds: ClassVar[dict[str, str]] = {}
 
+    #: the directory layout, for error messages, e.g. ``root/{train,val}/{image,...}/<i>.npy``
+    layout: ClassVar[str] = ""
+
     def __init__(self, data, seed: int) -> None:
-        super().__init__(data, seed)
+        super().__init__(data, seed)  # never touches the disk (task_specs works without a root)
         self._entries: dict[str, list[Hashable]] = {}
+        self._root: Path | None = None
 
     # ------------------------------------------------------------------ layout (subclasses)
     def scan(self, split: str) -> tuple[list[Hashable], list[Problem]]:
@@ -85,13 +96,25 @@ class FileBenchmark(Benchmark):
         return []
 
     # ------------------------------------------------------------------ shared behaviour
+    def expected(self) -> str:
+        """What ``data.root`` should hold, for messages."""
+        return f"{self.name} reads a directory laid out as {self.layout}; see README, 'Benchmarks and datasets'"
+
     @property
     def root(self) -> Path:
+        """``data.root``, checked once: set, an existing readable directory."""
+        if self._root is not None:
+            return self._root
         if not self.data.root:
-            raise ConfigError(f"data.root: benchmark {self.name!r} reads a dataset directory; set data.root=PATH")
+            raise ConfigError(f"data.root: not set; {self.expected()}")
         root = Path(self.data.root).expanduser()
+        if not root.exists():
+            raise problem(root, f"no such directory (data.root); {self.expected()}")
         if not root.is_dir():
-            raise problem(root, f"data.root: no such directory (benchmark {self.name!r})")
+            raise problem(root, f"not a directory (data.root); {self.expected()}")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise problem(root, "not readable (data.root); expected a directory this user can list and read")
+        self._root = root
         return root
 
     def entries(self, split: str) -> list[Hashable]:
@@ -99,24 +122,58 @@ class FileBenchmark(Benchmark):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split not in self._entries:
-            found, problems = self.scan(split)
+            try:
+                found, problems = self.scan(split)
+            except OSError as exc:
+                raise problem(exc.filename or self.root, f"cannot be listed ({exc.strerror or exc})") from None
             if problems:
                 more = f" (and {len(problems) - 1} more problems; run 'lhl data check')" if len(problems) > 1 else ""
                 raise DataError(f"{problems[0]}{more}")
             if not found:
-                raise DataError(f"{self.root}: no {split} images found for benchmark {self.name!r}")
+                raise problem(self.root, f"no {split} images found (data.root); {self.expected()}")
             cap = self.data.train_size if split == "train" else self.data.test_size
             self._entries[split] = [found[i] for i in cap_indices(len(found), cap)]
         return self._entries[split]
+
+    def validate(self, tasks: Sequence[str] | None = None) -> None:
+        """Settings, then ``data.root``: set, an existing readable non-empty directory, both
+        splits present, and every requested task's label folder holding a file for every
+        (capped) image. Lists folders only; no label file is opened."""
+        super().validate(tasks)
+        tasks = self.default_tasks if tasks is None else tuple(tasks)
+        root = self.root
+        try:
+            with os.scandir(root) as listing:
+                empty = next(listing, None) is None
+        except OSError as exc:
+            raise problem(root, f"cannot be listed (data.root; {exc.strerror or exc})") from None
+        if empty:
+            raise problem(root, f"empty directory (data.root); {self.expected()}")
+        for split in SPLITS:
+            self.entries(split)
+        for split in SPLITS:
+            entries = self.entries(split)
+            for task in tasks:
+                try:
+                    missing = self.missing_labels(split, task, entries)
+                except OSError as exc:
+                    raise problem(exc.filename or root, f"cannot be listed ({exc.strerror or exc})") from None
+                if missing:
+                    raise problem(missing[0], f"missing file (the {task} label of a {split} image; "
+                                              f"{len(missing)} of {len(entries)} {split} {task} labels are "
+                                              f"missing; 'lhl data check' lists them)")
+
+    def missing_labels(self, split: str, task: str, entries: Sequence[Hashable]) -> list[Path]:
+        """Label files of ``task`` that ``entries`` need but that do not exist (found by
+        listing, not opening); raises :class:`DataError` naming the folder when the task's
+        folder is missing. Subclasses list folders instead of testing each file."""
+        return [path for path in (self.label_path(split, entry, task) for entry in entries) if not path.is_file()]
 
     def num_images(self, split: str) -> int:
         return len(self.entries(split))
 
     def dataset(self, split: str, indices: Sequence[int], tasks: Sequence[str]) -> Dataset:
-        specs = self.task_specs()
-        for task in tasks:
-            if task not in specs:
-                raise ValueError(f"benchmark {self.name!r} has no task {task!r}; its tasks: {', '.join(specs)}")
+        self.check_tasks(tasks)
         entries = self.entries(split)
         augment = split == "train" and self.data.augment
         return FileDataset(self, split, [entries[i] for i in indices], tuple(tasks), augment)
@@ -135,19 +192,71 @@ class FileBenchmark(Benchmark):
             sample[task] = label
         return sample
 
-    def fingerprint(self) -> str:
-        """Name, root, settings and a digest of the image file list (no label file is opened)."""
+    def fingerprint(self, tasks: Sequence[str] | None = None) -> str:
+        """``"<name> train=<N> test=<M> files=<16 hex> settings=<12 hex>"``, from the content.
+
+        ``files`` is a SHA-256 over, per split: the (capped) image count, every entry's name,
+        and for :data:`FINGERPRINT_FILES` evenly spaced entries the image file and the label
+        file of each task in ``tasks`` (None: every task the benchmark offers whose folder
+        exists; the engine passes the run's tasks; their order does not matter), each as its
+        logical name (split/task/entry: independent of where ``data.root`` lies and of
+        folder-name variants such as ``label``/``label_7``), its size and three
+        :data:`FINGERPRINT_BLOCK`-byte samples (start, middle, end; the whole file when it is
+        smaller). ``settings`` covers every data setting except ``data.root`` and
+        ``data.num_workers``. Reads raw bytes only, at most 12 KiB a file (a PNG's last block
+        holds the zlib checksum of all its pixels); training still never opens another
+        phase's label files.
+        """
+        if tasks is not None:
+            self.check_tasks(tasks)
+            tasks = sorted(set(tasks))
+        else:
+            tasks = sorted(task for task in self.task_specs() if self._has_folder(task))
         digest = hashlib.sha256()
         counts = {}
         for split in SPLITS:
-            found = self.entries(split)
-            counts[split] = len(found)
-            for position in cap_indices(len(found), 64):
-                path = self.image_path(split, found[position])
-                digest.update(f"{split}/{found[position]}/{path.stat().st_size}".encode())
-        settings = {k: v for k, v in vars(self.data).items() if k not in ("num_workers", "root")}
-        return (f"{self.name} root={self.root} train={counts['train']} test={counts['test']} "
-                f"files={digest.hexdigest()[:16]} settings={settings}")
+            entries = self.entries(split)
+            counts[split] = len(entries)
+            digest.update(f"{split} {len(entries)}\n".encode())
+            digest.update("\n".join(_entry_name(entry) for entry in entries).encode() + b"\n")
+            for position in cap_indices(len(entries), FINGERPRINT_FILES):
+                entry = entries[position]
+                _hash_file(digest, f"{split}/image/{_entry_name(entry)}", self.image_path(split, entry))
+                for task in tasks:
+                    _hash_file(digest, f"{split}/{task}/{_entry_name(entry)}", self.label_path(split, entry, task))
+        return (f"{self.name} train={counts['train']} test={counts['test']} files={digest.hexdigest()[:16]} "
+                f"settings={self.settings_digest()}")
+
+    def _has_folder(self, task: str) -> bool:
+        try:
+            for split in SPLITS:
+                self.label_path(split, self.entries(split)[0], task)
+        except DataError:
+            return False
+        return True
+
+
+def _entry_name(entry: Hashable) -> str:
+    return "/".join(str(part) for part in entry) if isinstance(entry, tuple) else str(entry)
+
+
+def _hash_file(digest, name: str, path: Path) -> None:
+    """Feed ``name``, the file's size and its first, middle and last block into ``digest``."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            digest.update(f"{name} {size}\n".encode())
+            block = FINGERPRINT_BLOCK
+            if size <= 3 * block:
+                digest.update(file.read())
+                return
+            for offset in (0, (size - block) // 2, size - block):
+                file.seek(offset)
+                digest.update(file.read(block))
+    except FileNotFoundError:  # validate() reports missing labels of the run's tasks
+        digest.update(f"{name} missing\n".encode())
+    except OSError as exc:
+        raise problem(path, f"unreadable file ({exc.strerror or exc})") from None
 
 
 class FileDataset(Dataset):

@@ -1,4 +1,4 @@
-"""The MTAN/LibMTL ``.npy`` layout shared by NYUv2 and CityScapes (SPEC §6).
+"""The MTAN/LibMTL ``.npy`` layout shared by NYUv2 and CityScapes (README, "Benchmarks").
 
 ``root/{train,val}/<folder>/<i>.npy``, ``i = 0..N-1``, one file per image and task: ``image``
 ``H×W×3`` float in [0, 1] (uint8 0..255 is accepted and scaled), segmentation ``H×W`` (or
@@ -55,7 +55,7 @@ class MTANBenchmark(FileBenchmark):
     def scan(self, split: str) -> tuple[list[Hashable], list[Problem]]:
         folder = self.split_dir(split) / "image"
         if not folder.is_dir():
-            return [], [Problem(str(folder), f"missing folder (the {split} images of {self.name})")]
+            return [], [Problem(str(folder), f"missing folder (the {split} images); {self.expected()}")]
         found = _indices(folder)
         count = max(found) + 1 if found else 0
         problems = [Problem(str(folder / f"{i}.npy"), f"missing index {i} (image files must run 0..{count - 1})")
@@ -67,6 +67,11 @@ class MTANBenchmark(FileBenchmark):
 
     def label_path(self, split: str, entry: Hashable, task: str) -> Path:
         return self.task_dir(split, task) / f"{entry}.npy"
+
+    def missing_labels(self, split: str, task: str, entries: Sequence[Hashable]) -> list[Path]:
+        folder = self.task_dir(split, task)
+        present = _indices(folder)
+        return [folder / f"{entry}.npy" for entry in entries if entry not in present]
 
     def stray_files(self, split: str, task: str | None, entries: Sequence[Hashable]) -> list[Problem]:
         folder = self.split_dir(split) / "image" if task is None else self.task_dir(split, task)

@@ -1,4 +1,4 @@
-"""NYUv2 in MTAN/LibMTL's preprocessed layout (SPEC §6; paper Table 1, Table 7).
+"""NYUv2 in MTAN/LibMTL's preprocessed layout (paper Table 1, Table 7).
 
 ``root/{train,val}/{image,label,depth,normal}/<i>.npy``: 795 training and 654 test images at
 288×384; 13-class segmentation with ``-1`` = ignore, depth in metres (0 = invalid), surface
@@ -19,6 +19,7 @@ class NYUv2(MTANBenchmark):
 
     name = "nyuv2"
     default_tasks = ("segmentation", "depth", "normal")
+    layout = "root/{train,val}/{image,label,depth,normal}/<i>.npy"
     num_classes = 13
     folders = {"segmentation": ("label",), "depth": ("depth",), "normal": ("normal",)}
     label_kinds = {"segmentation": "class", "depth": "depth", "normal": "normal"}

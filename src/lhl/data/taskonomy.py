@@ -1,4 +1,4 @@
-"""Taskonomy in its standard per-domain PNG layout, with the paper's 10 tasks (SPEC §6, §8).
+"""Taskonomy in its standard per-domain PNG layout, with the paper's 10 tasks (paper App. C.4, Table 2).
 
 Layout: ``root/<domain>/<building>/point_<p>_view_<v>_domain_<domain>.png``. The images are
 the ``rgb`` domain; the canonical task names map to domains as in :data:`DOMAINS` (the
@@ -28,7 +28,7 @@ segmentation and validity masks.
   curvature); ``reshading``: first channel, unit scale.
 - ``edge_texture``, ``edge_occlusion``, ``keypoints2d``, ``keypoints3d``: unit scale (16-bit
   files: /65535). These domains have no invalid value: 0 is a valid value there, and masks
-  from other tasks' files (depth) are never used, since phase t may not read them (SPEC §1).
+  from other tasks' files (depth) are never used, since phase t may not read them (paper §3).
 
 **Splits** (``data.taskonomy_split``). ``paper``: the paper trains on "images from three
 views" and tests on "one unseen view" without saying more; our rule: images with view index
@@ -41,9 +41,10 @@ All 10 tasks are evaluated by test loss (paper Table 2).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import ClassVar, Hashable
+from typing import ClassVar, Hashable, Sequence
 
 import numpy as np
 
@@ -110,6 +111,8 @@ class Taskonomy(FileBenchmark):
 
     name = "taskonomy"
     default_tasks = TASK_ORDER
+    layout = "root/<domain>/<building>/point_<p>_view_<v>_domain_<domain>.png, images in domain rgb"
+    reads_taskonomy_options = True
     label_kinds: ClassVar[dict[str, str]] = {
         **{task: "dense" for task in TASK_ORDER},
         "segmentation": "class", "depth": "depth", "depth_euclidean": "depth", "normal": "normal"}
@@ -135,6 +138,8 @@ class Taskonomy(FileBenchmark):
         for name in names:
             if (root / name).is_dir():
                 return root / name, names
+        if task == "image":
+            raise problem(root / names[0], f"missing folder (the images); {self.expected()}")
         raise problem(root / names[0], f"missing folder for task {task!r} (looked for {', '.join(names)})")
 
     def in_split(self, split: str, building: str, view: int) -> bool:
@@ -167,6 +172,18 @@ class Taskonomy(FileBenchmark):
         folder, names = self.domain_dir(task)
         candidates = [folder / building / f"point_{point}_view_{view}_domain_{name}.png" for name in names]
         return next((path for path in candidates if path.is_file()), candidates[0])
+
+    def missing_labels(self, split: str, task: str, entries: Sequence[Hashable]) -> list[Path]:
+        folder, names = self.domain_dir(task)
+        listed: dict[str, set[str]] = {}
+        missing = []
+        for building, point, view in entries:
+            if building not in listed:
+                listed[building] = set(os.listdir(folder / building)) if (folder / building).is_dir() else set()
+            stem = f"point_{point}_view_{view}_domain_"
+            if not any(f"{stem}{name}.png" in listed[building] for name in names):
+                missing.append(folder / building / f"{stem}{names[0]}.png")
+        return missing
 
     # ------------------------------------------------------------------ decoding
     def decode_image(self, path: Path) -> Decoded:
