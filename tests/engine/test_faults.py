@@ -254,3 +254,26 @@ def test_run_directory_records_order_attempts_and_permissions(plugin_dir, tmp_pa
     for name in ("config.yaml", "performance.json", "provenance.json", "events.jsonl", "summary.md",
                  "checkpoints/phase-1.pt", "checkpoints/manifest.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+def test_resume_with_other_data_is_refused_and_a_moved_copy_is_accepted(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    from lhl.data.testing import write_mtan
+
+    write_mtan(tmp_path / "nyu", "nyuv2", n_train=6, n_test=2, size=(16, 16))
+    args = ["run", "--preset", "smoke", "--quiet", "--set", "benchmark=nyuv2", "--set", "data.resolution=[16,16]"]
+    out = tmp_path / "run"
+    assert main(args + ["--out", str(out), "--set", f"data.root={tmp_path / 'nyu'}"]) == 0
+    shutil.copytree(tmp_path / "nyu", tmp_path / "moved")
+    shutil.copytree(tmp_path / "nyu", tmp_path / "other")
+    depth = tmp_path / "other" / "train" / "depth" / "0.npy"
+    values = np.load(depth)
+    values[8, 8, 0] += 1.0
+    np.save(depth, values)
+    capsys.readouterr()
+    assert main(args + ["--resume", "--out", str(out), "--set", f"data.root={tmp_path / 'other'}"]) == 1
+    assert "dataset fingerprint" in capsys.readouterr().err
+    assert main(args + ["--resume", "--out", str(out), "--set", f"data.root={tmp_path / 'moved'}"]) == 0

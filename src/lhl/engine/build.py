@@ -103,9 +103,7 @@ def build_run(config: RunConfig) -> Run:
     device = resolve_device(config.device)
     if config.train.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"train.amp: 'fp16' needs a CUDA device, got device {config.device!r}; use 'bf16'")
-    validate = getattr(benchmark, "validate", None)
-    if validate is not None:
-        validate()
+    benchmark.validate(order)
     phases = 1 if method_cls.joint else len(order)
     n_train = benchmark.num_images("train")
     if n_train < phases:
