@@ -115,7 +115,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "tasks":
         from lhl.data import benchmark_tasks
 
-        print("task types (registered): " + ", ".join(TASKS.names()))
+        print("task types (registered):")
+        print("\n".join(f"  {name}" for name in TASKS.names()))
         print("tasks each benchmark offers (default order first; set the order with tasks=[...]):")
         for benchmark, tasks in benchmark_tasks().items():
             print(f"  {benchmark}: {', '.join(tasks)}")

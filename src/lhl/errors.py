@@ -35,8 +35,10 @@ class DataError(LhlError, ValueError):
     """A dataset file is missing, unreadable or holds unexpected content.
 
     The message starts with the offending path. (One string argument, so that a data-loader
-    worker can re-raise it in the main process.)
+    worker can re-raise it in the main process.) Exit status 2: the run cannot start with this data.
     """
+
+    exit_code = 2
 
 
 class RunDirectoryError(LhlError):

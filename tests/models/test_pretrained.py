@@ -5,6 +5,7 @@ import torch
 from torchvision.models import resnet18 as tv_resnet18
 
 from lhl.engine.trainer import Trainer
+from lhl.errors import ConfigError
 from lhl.models import load_encoder_weights
 from lhl.models.encoders import resnet18
 from lhl.models.pretrained import resolve_weights
@@ -50,5 +51,6 @@ def test_resnet50_falls_back_to_v2_and_paths_pass_through(hub, tmp_path):
 
 def test_trainer_resolves_imagenet(hub, smoke_config, tmp_path):
     config = smoke_config("model.encoder=resnet18", "model.weights=imagenet")
-    with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth"):
+    with pytest.raises(ConfigError, match="resnet18-f37072fd.pth"):  # at validation, before any file is written
         Trainer(config, tmp_path / "run", quiet=True).run()
+    assert not (tmp_path / "run").exists()

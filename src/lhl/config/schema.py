@@ -56,15 +56,19 @@ class DataConfig:
     taskonomy_classes: Union[Literal["all", "grouped8"], list[int]] = "all"  # raw label 0..17 → class, -1 ignore
 
     def __post_init__(self) -> None:
-        if len(self.resolution) != 2 or min(self.resolution) < 8:
+        check_nonnegative_int(self.num_workers, "data.num_workers")
+        if len(self.resolution) != 2 or min(self.resolution) < 1:
+            raise ConfigError(f"data.resolution: invalid value {self.resolution!r}; expected [H, W]")
+
+    def check_for_training(self) -> None:
+        """What a training run needs beyond a well-formed section (the data layer's own tests build
+        smaller sections directly; ``Benchmark.validate`` checks the sizes again)."""
+        if min(self.resolution) < 8:
             raise ConfigError(f"data.resolution: invalid value {self.resolution!r}; expected [H, W], each an "
-                              "integer >= 8")
+                              "integer >= 8 (the encoder's output stride)")
         for key in ("train_size", "test_size"):
             if getattr(self, key) is not None:
                 check_positive_int(getattr(self, key), f"data.{key}")
-        check_nonnegative_int(self.num_workers, "data.num_workers")
-        if self.root is not None and not self.root.strip():
-            raise ConfigError("data.root: invalid value ''; expected a directory path or null")
 
 
 @dataclass
@@ -115,6 +119,7 @@ class RunConfig:
             if repeated:
                 raise ConfigError(f"tasks: {', '.join(repeated)} appears more than once in {self.tasks!r}; "
                                   "each task has one phase")
+        self.data.check_for_training()
         name = self.method.get("name") if isinstance(self.method, dict) else None
         if not isinstance(name, str) or not name:
             raise ConfigError(f"method.name: missing or not a string in {self.method!r}; expected a method name "

@@ -1,0 +1,82 @@
+"""What the per-step non-finite gradient check costs, as a fraction of a training step.
+
+    python benchmarks/nonfinite_check_cost.py [--preset synthetic-nyu-demo] [--steps 30] [--set key=value ...]
+
+The trainer checks one fused norm over all gradients after every backward pass
+(``Trainer._check_gradients``) and every parameter and buffer once before a phase is saved. This
+script times training steps of the preset's model (phase 1: encoder and first head) with and
+without the gradient check, interleaved so machine load affects both alike, and prints the
+medians, the check's own time and its share of a step; and the end-of-phase parameter check in
+steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from lhl.config import load_config
+from lhl.engine.build import build_run
+from lhl.engine.context import RunContext
+from lhl.engine.trainer import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="synthetic-nyu-demo")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of each kind (after 3 warm-up steps)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override key=value")
+    args = parser.parse_args()
+
+    run = build_run(load_config(preset=args.preset, overrides=args.overrides))
+    first = run.order[0]
+    model, _ = run.build_model([first])
+    task = run.tasks[first]
+    dataset = run.benchmark.dataset("train", list(range(run.config.train.batch_size)), [first])
+    items = [dataset[i] for i in range(len(dataset))]
+    batch = {k: torch.stack([item[k] for item in items]).to(run.device) for k in items[0]}
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=run.config.train.lr)
+    ctx = RunContext(run.config, model, run.tasks, run.order, run.device, lambda *a, **k: None, phase=1)
+    model.train()
+
+    def step(check: bool) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        loss = task.loss(model(batch["image"], [first])[first], batch[first])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t1 = time.perf_counter()
+        if check:
+            Trainer._check_gradients(ctx, params, 1)
+        t2 = time.perf_counter()
+        optimizer.step()
+        return time.perf_counter() - t0, t2 - t1
+
+    for _ in range(3):
+        step(True)
+    plain, checked, check_only = [], [], []
+    for _ in range(args.steps):
+        plain.append(step(False)[0])
+        total, own = step(True)
+        checked.append(total)
+        check_only.append(own)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        all(torch.isfinite(t).all() for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point())
+    parameter_check = (time.perf_counter() - t0) / 5
+    step_time = statistics.median(plain)
+    print(f"preset {args.preset}: {run.config.model.encoder}, {run.config.data.resolution}, batch "
+          f"{run.config.train.batch_size}, {sum(p.numel() for p in params):,} parameters, {torch.get_num_threads()} threads")
+    print(f"training step without check: {step_time * 1e3:8.2f} ms (median of {args.steps})")
+    print(f"training step with check:    {statistics.median(checked) * 1e3:8.2f} ms")
+    print(f"gradient check alone:        {statistics.median(check_only) * 1e3:8.3f} ms = "
+          f"{100 * statistics.median(check_only) / step_time:.2f} % of a step")
+    print(f"end-of-phase parameter check: {parameter_check * 1e3:.3f} ms = {parameter_check / step_time:.3f} steps, "
+          "once per phase")
+
+
+if __name__ == "__main__":
+    main()
