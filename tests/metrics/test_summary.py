@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from lhl.metrics.summary import (
+    mean_defined,
+    metric_backward_transfer,
+    metric_forgetting,
+    metric_relative_improvement,
+    ranked_tasks,
+)
 from lhl.metrics import (
     backward_transfer,
     directions_for,
@@ -244,3 +253,182 @@ def test_performance_helpers():
         final_result({"benchmark": "x"})
     with pytest.raises(ValueError):
         matrix_from_performance({"phases": []})
+
+
+# ---------------------------------------------------------------- undefined relative changes
+NAN = float("nan")
+ZERO_DIRS = {
+    "segmentation": {"miou": True, "pixel_acc": True},
+    "normal": {"mean": False, "within_11.25": True},
+    "depth": {"abs_err": False},
+}
+# baseline: normal/within_11.25 = 0 (metric undefined), depth/abs_err = 0 (task undefined)
+ZERO_BASE = {
+    "segmentation": {"miou": 40.0, "pixel_acc": 50.0},
+    "normal": {"mean": 30.0, "within_11.25": 0.0},
+    "depth": {"abs_err": 0.0},
+}
+# seg: miou +4/40 = +10%, pacc +10/50 = +20%                 -> +15
+# normal: mean -(27 - 30)/30 = +10%, within_11.25 undefined    -> +10 (mean over the 1 defined)
+# depth: undefined                                            -> nan
+# Δ = (15 + 10)/2 = 12.5 (depth left out)
+ZERO_A = {
+    "segmentation": {"miou": 44.0, "pixel_acc": 60.0},
+    "normal": {"mean": 27.0, "within_11.25": 5.0},
+    "depth": {"abs_err": 0.3},
+}
+# seg: miou -4/40 = -10%, pacc 0                              -> -5
+# normal: mean -(33 - 30)/30 = -10%                           -> -10
+# Δ = (-5 - 10)/2 = -7.5
+ZERO_B = {
+    "segmentation": {"miou": 36.0, "pixel_acc": 50.0},
+    "normal": {"mean": 33.0, "within_11.25": 0.0},
+    "depth": {"abs_err": 0.0},
+}
+
+
+def _same(actual, expected):
+    """``==`` that treats nan as equal to nan (and approx for floats)."""
+    if isinstance(expected, dict):
+        assert list(actual) == list(expected)
+        for k in expected:
+            _same(actual[k], expected[k])
+    elif math.isnan(expected):
+        assert math.isnan(actual)
+    else:
+        assert actual == pytest.approx(expected)
+
+
+def test_mean_defined():
+    assert mean_defined([1.0, NAN, 3.0]) == 2.0
+    assert math.isnan(mean_defined([NAN, NAN]))
+    assert math.isnan(mean_defined([]))
+
+
+def test_zero_baseline_value_is_nan_and_left_out():
+    _same(metric_relative_improvement(ZERO_A, ZERO_BASE, ZERO_DIRS), {
+        "segmentation": {"miou": 10.0, "pixel_acc": 20.0},
+        "normal": {"mean": 10.0, "within_11.25": NAN},
+        "depth": {"abs_err": NAN},
+    })
+    _same(task_relative_improvement(ZERO_A, ZERO_BASE, ZERO_DIRS),
+          {"segmentation": 15.0, "normal": 10.0, "depth": NAN})
+    assert relative_improvement(ZERO_A, ZERO_BASE, ZERO_DIRS) == pytest.approx(12.5)
+    assert relative_improvement(ZERO_B, ZERO_BASE, ZERO_DIRS) == pytest.approx(-7.5)
+    # the baseline against itself: 0 where defined
+    _same(task_relative_improvement(ZERO_BASE, ZERO_BASE, ZERO_DIRS),
+          {"segmentation": 0.0, "normal": 0.0, "depth": NAN})
+    assert relative_improvement(ZERO_BASE, ZERO_BASE, ZERO_DIRS) == 0.0
+
+
+def test_relative_improvement_nothing_defined_is_nan():
+    base = {"depth": {"abs_err": 0.0}}
+    assert math.isnan(relative_improvement({"depth": {"abs_err": 0.5}}, base, {"depth": {"abs_err": False}}))
+
+
+def test_non_finite_values_are_undefined():
+    # abs_err nan in the result: left out; rel_err -(0.1 - 0.2)/0.2 = +50%
+    base = {"depth": {"abs_err": 0.5, "rel_err": 0.2}}
+    result = {"depth": {"abs_err": NAN, "rel_err": 0.1}}
+    dirs = {"depth": {"abs_err": False, "rel_err": False}}
+    _same(metric_relative_improvement(result, base, dirs), {"depth": {"abs_err": NAN, "rel_err": 50.0}})
+    assert relative_improvement(result, base, dirs) == pytest.approx(50.0)
+    inf_base = {"depth": {"abs_err": float("inf"), "rel_err": 0.2}}
+    assert relative_improvement({"depth": {"abs_err": 1.0, "rel_err": 0.2}}, inf_base, dirs) == 0.0
+
+
+def test_mean_rank_ranks_over_tasks_defined_for_every_method():
+    # depth is undefined for every method (baseline 0) -> ranked over segmentation and normal:
+    # segmentation: a +15 (1), vanilla 0 (2), b -5 (3)
+    # normal:       a +10 (1), vanilla 0 (2), b -10 (3)
+    # MR: a 1, vanilla 2, b 3
+    results = {"vanilla": ZERO_BASE, "a": ZERO_A, "b": ZERO_B}
+    assert ranked_tasks(results, ZERO_DIRS) == ["segmentation", "normal"]
+    assert mean_rank(results, ZERO_DIRS) == pytest.approx({"vanilla": 2.0, "a": 1.0, "b": 3.0})
+
+
+def test_mean_rank_leaves_out_a_task_undefined_for_one_method():
+    # c has a nan depth value: depth defined for vanilla/a (abs_err baseline 0.5) but not for c
+    base = {"segmentation": {"miou": 40.0}, "depth": {"abs_err": 0.5}}
+    a = {"segmentation": {"miou": 44.0}, "depth": {"abs_err": 0.25}}   # seg +10, depth +50
+    c = {"segmentation": {"miou": 48.0}, "depth": {"abs_err": NAN}}    # seg +20, depth nan
+    dirs = {"segmentation": {"miou": True}, "depth": {"abs_err": False}}
+    results = {"vanilla": base, "a": a, "c": c}
+    # only segmentation is ranked: c 1, a 2, vanilla 3
+    assert ranked_tasks(results, dirs) == ["segmentation"]
+    assert mean_rank(results, dirs) == pytest.approx({"vanilla": 3.0, "a": 2.0, "c": 1.0})
+
+
+def test_mean_rank_nothing_defined_and_other_baseline():
+    base = {"depth": {"abs_err": 0.0}}
+    dirs = {"depth": {"abs_err": False}}
+    out = mean_rank({"vanilla": base, "a": {"depth": {"abs_err": 1.0}}}, dirs)
+    assert list(out) == ["vanilla", "a"] and all(math.isnan(v) for v in out.values())
+    # a baseline other than "vanilla": TABLE's a as reference
+    # segmentation: a 0, c miou (48-44)/44 = 9.0909, pacc (50-55)/55 = -9.0909 -> 0 (tie with a)
+    # -> ranks a 1, c 1 ; depth: a 0, c -(0.5-0.55)/0.55 = +9.09 -> c 1, a 2
+    # MR: a 1.5, c 1.0
+    out = mean_rank({"a": TABLE["a"], "c": TABLE["c"]}, DIRS, baseline="a")
+    assert out == pytest.approx({"a": 1.5, "c": 1.0})
+    with pytest.raises(KeyError, match="'b'"):
+        mean_rank({"a": TABLE["a"]}, DIRS, baseline="b")
+
+
+# depth (phase 0) -> normal (phase 1) -> segmentation (phase 2), with zeros
+ZERO_MATRIX = [
+    {"depth": {"abs_err": 0.0, "rel_err": 0.2}},
+    {"depth": {"abs_err": 0.1, "rel_err": 0.25},
+     "normal": {"mean": 30.0, "within_11.25": 0.0}},
+    {"depth": {"abs_err": 0.2, "rel_err": 0.3},
+     "normal": {"mean": 33.0, "within_11.25": 2.0},
+     "segmentation": {"miou": 1.0}},
+]
+ZERO_MATRIX_DIRS = {
+    "depth": {"abs_err": False, "rel_err": False},
+    "normal": {"mean": False, "within_11.25": True},
+    "segmentation": {"miou": True},
+}
+
+
+def test_forgetting_and_bwt_with_zero_reference():
+    # forgetting, depth: abs_err best (min of 0.0, 0.1) = 0 -> undefined;
+    #   rel_err best 0.2, final 0.3: -(0.2 - 0.3)/0.2 = +50%            -> depth 50
+    # normal: mean best 30, final 33: -(30 - 33)/30 = +10%;
+    #   within_11.25 best 0 -> undefined                                -> normal 10
+    _same(metric_forgetting(ZERO_MATRIX, ZERO_MATRIX_DIRS), {
+        "depth": {"abs_err": NAN, "rel_err": 50.0},
+        "normal": {"mean": 10.0, "within_11.25": NAN},
+    })
+    _same(forgetting(ZERO_MATRIX, ZERO_MATRIX_DIRS), {"depth": 50.0, "normal": 10.0})
+    # BWT, depth vs phase 0: abs_err reference 0 -> undefined; rel_err -(0.3 - 0.2)/0.2 = -50%
+    # normal vs phase 1: mean -(33 - 30)/30 = -10%; within_11.25 reference 0 -> undefined
+    _same(metric_backward_transfer(ZERO_MATRIX, ZERO_MATRIX_DIRS), {
+        "depth": {"abs_err": NAN, "rel_err": -50.0},
+        "normal": {"mean": -10.0, "within_11.25": NAN},
+    })
+    _same(backward_transfer(ZERO_MATRIX, ZERO_MATRIX_DIRS), {"depth": -50.0, "normal": -10.0})
+
+
+def test_forgetting_best_nonzero_but_first_zero_and_task_all_undefined():
+    # within_11.25: 0 (phase 0), 4 (phase 1), 3 (final)
+    #   forgetting: best 4 -> (4 - 3)/4 = 25% ; BWT: reference 0 -> nan (the task's only metric)
+    m = [
+        {"normal": {"within_11.25": 0.0}},
+        {"normal": {"within_11.25": 4.0}, "depth": {"abs_err": 1.0}},
+        {"normal": {"within_11.25": 3.0}, "depth": {"abs_err": 1.0}, "edge": {"loss": 1.0}},
+    ]
+    d = {"normal": {"within_11.25": True}, "depth": {"abs_err": False}, "edge": {"loss": False}}
+    _same(forgetting(m, d), {"normal": 25.0, "depth": 0.0})
+    _same(backward_transfer(m, d), {"normal": NAN, "depth": 0.0})
+
+
+def test_forgetting_skips_non_finite_earlier_values():
+    # miou nan (phase 0), 50 (phase 1), 45 (final): best over finite = 50 -> 10% ; BWT nan
+    m = [
+        {"segmentation": {"miou": NAN}},
+        {"segmentation": {"miou": 50.0}, "depth": {"abs_err": 1.0}},
+        {"segmentation": {"miou": 45.0}, "depth": {"abs_err": 1.0}},
+    ]
+    d = {"segmentation": {"miou": True}, "depth": {"abs_err": False}}
+    _same(forgetting(m, d), {"segmentation": 10.0, "depth": 0.0})
+    _same(backward_transfer(m, d), {"segmentation": NAN, "depth": 0.0})
