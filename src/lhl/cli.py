@@ -49,11 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-phase output")
 
     compare = sub.add_parser(
-        "compare", help="table of final metrics and Δ over vanilla across runs",
-        description="Compare finished runs named <label>-s<seed>: final metrics (mean over seeds), "
-                    "Δ over the vanilla run of the same seed (mean ± std, eq. 11) and mean rank.")
-    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories named <label>-s<seed>")
-    compare.add_argument("--baseline", default="vanilla", help="label of the baseline runs (default: vanilla)")
+        "compare", help="tables of final metrics, Δ and mean rank across finished runs",
+        description="Compare finished runs (any directory names; each run's identity comes from its config.yaml): "
+                    "one table per benchmark and task order, one row per configuration (seeds pooled), final "
+                    "metrics (mean over seeds), Δ over the baseline run of the same seed (eq. 11, mean ± std) and "
+                    "mean rank. Undefined relative changes (a zero baseline value) show n/a with a note.")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    compare.add_argument("--baseline", default="vanilla", metavar="METHOD|LABEL",
+                         help="method name or row label Δ is measured against (default: vanilla)")
 
     lst = sub.add_parser("list", help="print registered names",
                          description="Print what is registered; 'tasks' also lists which tasks each benchmark offers.")

@@ -156,7 +156,9 @@ class Trainer:
     def _run_phases(self, ctx: RunContext, done: int) -> dict[str, Any]:
         plan = self.spec.plan()
         performance = {"benchmark": self.config.benchmark, "method": self.config.method["name"],
-                       "tasks": list(self.order), "phases": []}
+                       "tasks": list(self.order),
+                       "directions": {t: dict(self.tasks[t].higher_is_better) for t in self.order},
+                       "phases": []}
         self.method.setup(ctx)
         if done:
             self._restore(ctx, done)
