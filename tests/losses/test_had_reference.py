@@ -279,7 +279,7 @@ def test_item7_empty_group_contributes_one():
 def test_item8_unmasked_numerator():
     # edge map ℓ = 1 − d = [2/3, 0.8, 4/3]; G = 2·[|0 − 0.8|, |2/3 − 4/3|, |0.8 − 0|]
     #   = [1.6, 4/3, 1.6] -> normalised [1, 0, 1] -> mask {p0, p2}
-    # e = (Σ_c S·T)·mask = [1, 0, −1] -> 2 non-zero entries
+    # e = S⊙T⊙mask (3 channels): p0 (1, 0, 0), p1 masked out, p2 (0, 0, −1) -> 2 non-zero entries
     # numerator (unmasked, all pixels and channels) = 1 + 0.6 − 1 = 0.6
     # L_sg = 1 − 0.6/2 = 0.7   (a masked numerator would give 1 − 0/2 = 1)
     s = S_N.clone().requires_grad_(True)
@@ -289,6 +289,26 @@ def test_item8_unmasked_numerator():
     # d/dS_x(p1) = −T_x(p1)/2 = −0.5
     l_sg.backward()
     assert s.grad[0, 0, 0, 1].item() == pytest.approx(-0.5, rel=1e-12)
+
+
+def test_item8_counts_nonzero_entries_over_the_three_channels():
+    # one 1×3 image (unit vectors):
+    #   p0 S = T = (0.6, 0.8, 0)         -> S·T = (0.36, 0.64, 0)   d = 1/3, ℓ = 1 − d = 2/3
+    #   p1 S = (1, 0, 0), T = (0, 1, 0)  -> S·T = (0, 0, 0)         d = 0,   ℓ = 1
+    #   p2 S = T = (2/3, 2/3, 1/3)       -> S·T = (4/9, 4/9, 1/9)   d = 1/3, ℓ = 2/3
+    # edge mask (zero padding, 1×W): G = 2·[|0 − 1|, |2/3 − 2/3|, |1 − 0|] = [2, 0, 2]
+    #   -> normalised [1, 0, 1] -> > 0.5: {p0, p2}
+    # e = S⊙T⊙mask, (1, 3, 1, 3): p0 (0.36, 0.64, 0) has 2 non-zero entries (its z product is
+    #   exactly 0), p2 (4/9, 4/9, 1/9) has 3 -> count = 5 (not 2 edge pixels, nor 3·2 = 6)
+    # numerator (unmasked) = (0.36 + 0.64 + 0) + 0 + (4/9 + 4/9 + 1/9) = 2
+    # L_sg = 1 − 2/5 = 0.6   (counting the non-zero channel sums, 2 pixels, would give 1 − 2/2 = 0)
+    # L_db, τ = 0.5: mean_c S = [1.4/3, 1/3, 5/9]: group 1 {> τ} = {p2}: 1 − 1/3 = 2/3;
+    #   group 2 {< τ} = {p0, p1}: 1 − (1/3 + 0)/2 = 5/6 -> L_db = 2/3 + 5/6 = 1.5
+    s = normals([[[[0.6, 0.8, 0.0], [1.0, 0.0, 0.0], [2 / 3, 2 / 3, 1 / 3]]]])
+    t = normals([[[[0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [2 / 3, 2 / 3, 1 / 3]]]])
+    l_db, l_sg = reference_normal_terms(s, t, 0.5, 0.5)
+    assert l_sg.item() == pytest.approx(0.6, rel=1e-12)
+    assert l_db.item() == pytest.approx(1.5, rel=1e-12)
 
 
 def test_item8_no_edge_gives_one():

@@ -21,7 +21,11 @@ def test_soft_target_kl_matches_hand_computation():
     student = torch.zeros(1, 2, 1, 1)
     value = soft_target_kl(student, teacher, 2.0)
     assert value.shape == (1, 1, 1)
-    assert value.item() == pytest.approx(0.5232481, abs=1e-6)
+    # Tolerance: no long reduction here, but float32 log-softmax entries (|·| ≤ 1.4) carry a few ulp
+    # each (≤ 3 · 1.2e-7 · 1.4 = 5e-7 when exp/log are not correctly rounded, which depends on the
+    # CPU's vector code and the libm), the weighted difference log p − log q doubles that and T² = 4
+    # scales it: |error| ≤ 4 · 2 · 5e-7 = 4e-6 (the literal itself is rounded to 1e-7).
+    assert value.item() == pytest.approx(0.5232481, abs=4e-6)
     assert soft_target_kl(teacher, teacher, 2.0).abs().max() < 1e-7
 
 

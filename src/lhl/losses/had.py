@@ -20,8 +20,11 @@ Decisions recorded in SPEC §3 / §10 (and ``docs/deviations.md``):
   are present in the image. Empty groups contribute nothing, neither to the value nor to the
   gradient (no NaN).
 * **Geometric mean, never a product.** GM_g = exp(mean_{p∈g} log(ℓ(p) + ε)); a product of
-  thousands of pixels underflows. Computed in float32 or wider (float16/bfloat16 are upcast to
-  float32, float64 stays float64) and outside autocast.
+  thousands of pixels underflows. Computed outside autocast on maps in float32 or wider
+  (float16/bfloat16 are upcast to float32, float64 stays float64); the per-group sums of
+  log(ℓ + ε) and the later means are accumulated in float64 (float32 on MPS) so that the
+  result does not depend on the summation order (SIMD width, thread count), and the returned
+  scalar is cast back to the map's dtype. The SG masked mean is accumulated the same way.
 * **Per-image min-max normalisation** of the Sobel map (and of the regression pseudo-label
   before grouping). An image whose map is constant, max − min ≤ 1e-6·max(1, |max|), gets an
   all-zero normalised map (so no edges / a single group), instead of 0/0.
@@ -93,6 +96,19 @@ def _as_float(x: Tensor, name: str) -> Tensor:
     if x.is_complex():
         raise TypeError(f"{name} must be real-valued, got dtype {x.dtype}")
     return x.to(_compute_dtype(x.dtype))
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    """Accumulation dtype of the pixel reductions of :func:`db_had_loss` and :func:`sg_had_loss`.
+
+    A float32 sum of N terms is exact only to about N·1.2e-7 (relative), and its rounding
+    depends on the summation order, which changes with the CPU's SIMD width (AVX2 vs AVX-512),
+    the thread count and the device: a geometric mean over 10^4 pixels came out 1.75e-5 off on
+    one CPU. Summing in float64 (one reduction per group or image; the maps themselves stay in
+    their dtype) makes the result reproducible to float32 precision; the returned scalar is cast
+    back to the map's dtype. MPS has no float64 and keeps float32.
+    """
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @contextlib.contextmanager
@@ -277,7 +293,8 @@ def db_had_loss(
 
     Returns:
         0-dim tensor, float32 (half precision / bfloat16 input is upcast) or float64; computed
-        outside autocast. Never NaN because of empty groups, in value or gradient.
+        outside autocast, the pixel sums accumulated in float64 (float32 on MPS). Never NaN
+        because of empty groups, in value or gradient.
     """
     _check_choice(mean, "mean", MEANS)
     eps = _check_number(eps, "eps")
@@ -298,25 +315,32 @@ def db_had_loss(
         raise ValueError(f"groups is on {groups.device} but loss_map is on {x.device}")
     m = groups if groups.dtype == torch.bool else groups != 0
     with _no_autocast(x.device):
-        mf = m.to(x.dtype)  # (B, G, H, W)
-        counts = mf.sum(dim=(-2, -1))  # (B, G)
+        # Every reduction below runs in float64 (float32 on MPS); only the final scalar is cast to
+        # x.dtype: a float32 sum over thousands of pixels depends on the summation order
+        # (SIMD width, thread count); see _acc_dtype.
+        acc = _acc_dtype(x.device)
+        b, g = m.shape[:2]
+        mf = m.to(acc).reshape(b, g, h * w)  # (B, G, H·W), 0/1
+        counts = mf.sum(dim=-1)  # (B, G); sums of 0/1, exact
         present = counts > 0
+        xa = x.to(acc)
         if mean == "geometric":
             # Pixels in no group are replaced by 1 so that whatever they hold (even NaN or a
             # negative value) cannot reach the value or the gradient.
-            covered = m.any(dim=1)
-            xs = torch.where(covered, x, torch.ones_like(x))
+            covered = mf.sum(dim=1).reshape(b, h, w) > 0  # (B, H, W): m.any(dim=1), but faster
+            xs = torch.where(covered, xa, torch.ones_like(xa))
             vals = torch.log(xs + eps)
         else:
-            vals = x
-        sums = torch.einsum("bghw,bhw->bg", mf, vals)  # (B, G); empty groups -> 0
+            vals = xa
+        # (B, G) masked sums, one batched mat-vec; empty groups -> 0
+        sums = torch.bmm(mf, vals.reshape(b, h * w, 1)).squeeze(-1)
         per_group = sums / counts.clamp_min(1.0)
         if mean == "geometric":
             per_group = torch.exp(per_group)
         per_group = torch.where(present, per_group, torch.zeros_like(per_group))
-        n_present = present.sum(dim=1).to(x.dtype)  # (B,)
+        n_present = present.sum(dim=1).to(acc)  # (B,)
         per_image = per_group.sum(dim=1) / n_present.clamp_min(1.0)
-        return per_image.mean()
+        return per_image.mean().to(x.dtype)
 
 
 def sg_had_loss(
@@ -348,10 +372,13 @@ def sg_had_loss(
         if normalize:
             g = _per_image_minmax(g)
         edge = g > threshold  # (B, H, W)
-        n = edge.sum(dim=(-2, -1)).to(x.dtype)  # (B,)
-        s = torch.where(edge, x, torch.zeros_like(x)).sum(dim=(-2, -1))
+        # masked mean accumulated in float64 (see _acc_dtype), the scalar cast back to x.dtype
+        acc = _acc_dtype(x.device)
+        n = edge.sum(dim=(-2, -1)).to(acc)  # (B,); integer sums, exact
+        xa = x.to(acc)
+        s = torch.where(edge, xa, xa.new_zeros(())).sum(dim=(-2, -1))
         per_image = torch.where(n > 0, s / n.clamp_min(1.0), torch.zeros_like(s))
-        return per_image.mean()
+        return per_image.mean().to(x.dtype)
 
 
 def had_terms(

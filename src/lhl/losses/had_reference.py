@@ -33,9 +33,11 @@ Behaviours (SPEC §3 numbering):
 7. Normal DB: per-pixel d = mean over channels of S·T (cos/3 for unit vectors); groups from the
    student's channel mean vs τ as in 5; L_db = (1 − mean d over group 1) + (1 − mean d over
    group 2), an empty group contributing 1.
-8. Normal SG: e = (Σ_c S·T)·mask; L_sg = 1 − (Σ over all pixels and channels of S·T) /
-   (number of non-zero entries of e), or 1 if that number is 0 — the numerator is **not**
-   masked.
+8. Normal SG: e = S⊙T⊙mask, of shape (B, 3, H, W) (the (B, H, W) edge mask broadcast over the
+   three channels, as in the authors' released code); L_sg = 1 − (Σ over all pixels and
+   channels of S·T) / (number of non-zero entries of e, counted over all three channels), or 1
+   if that number is 0 — the numerator is **not** masked. The count is over channel entries,
+   not edge pixels: a masked pixel adds between 0 and 3 to it (see ``docs/deviations.md``).
 
 **Which per-pixel map feeds the Sobel edge mask** (SPEC leaves it open; we use the map the
 authors' code thresholds, which is each task's per-pixel distillation map):
@@ -248,8 +250,12 @@ def reference_normal_terms(
       (equal to τ: neither); L_db = (1 − mean d over group 1) + (1 − mean d over group 2), over
       the whole batch, an empty group contributing 1.
     * L_sg (item 8): the edge mask is :func:`reference_edge_mask` of ℓ = 1 − d; with
-      e = (Σ_c p)·mask, L_sg = 1 − (Σ of p over all pixels and channels, **unmasked**) /
-      (number of non-zero entries of e), or 1 if that number is 0.
+      e = p⊙mask, shape (B, 3, H, W) (the mask broadcast over the channels, as in the authors'
+      released code), L_sg = 1 − (Σ of p over all pixels and channels, **unmasked**) /
+      (number of non-zero entries of e over all three channels), or 1 if that number is 0.
+      A masked pixel counts once per non-zero channel product, so the divisor is up to 3× the
+      number of edge pixels (the paper's eq. 10 divides by the edge pixels and masks the
+      numerator; see ``docs/deviations.md``).
 
     Args:
         student_unit: (B, 3, H, W) L2-normalised student normals.
@@ -274,8 +280,8 @@ def reference_normal_terms(
             mean_d = torch.where(grp, d, torch.zeros_like(d)).sum() / n.clamp_min(1).to(d.dtype)
             l_db = l_db + torch.where(n > 0, 1 - mean_d, one)
         mask = _edge_mask(1 - d, edge_threshold)
-        e = p.sum(dim=1) * mask  # (B, H, W)
-        nnz = (e != 0).sum()
+        e = p * mask.unsqueeze(1)  # (B, 3, H, W): S⊙T⊙mask, the mask broadcast over channels
+        nnz = (e != 0).sum()  # non-zero channel entries, not pixels
         l_sg = torch.where(nnz > 0, 1 - p.sum() / nnz.clamp_min(1).to(p.dtype), one)
         return l_db, l_sg
 
