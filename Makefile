@@ -18,8 +18,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/lhl run
 
+# The whole suite with one torch thread, then the numerical tests again with two (reduction order
+# changes with the thread count; no tolerance may depend on it).
+NUMERICAL_TESTS := tests/losses tests/metrics tests/methods/test_sgp.py tests/methods/test_icarl.py \
+	tests/methods/test_lwf.py tests/methods/test_pod.py tests/methods/test_ewc.py tests/methods/test_spg.py
+
 test: $(STAMP)
 	$(PY) -m pytest -q
+	LHL_TEST_THREADS=2 $(PY) -m pytest -q $(NUMERICAL_TESTS)
 
 smoke: $(STAMP)
 	$(VENV)/bin/lhl run --preset smoke

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -11,7 +13,9 @@ from lhl.engine.trainer import Trainer
 
 # The suite's models are tiny: one thread avoids oversubscribing 2-core CI machines (torch's
 # default of one thread per core makes tiny convolutions many times slower under load).
-torch.set_num_threads(1)
+# LHL_TEST_THREADS=2 reruns tests with two threads (`make test` does so for the numerical tests,
+# so that no tolerance depends on the thread count).
+torch.set_num_threads(int(os.environ.get("LHL_TEST_THREADS", "1")))
 
 
 def smoke_config(*overrides: str, method: str | None = None):
