@@ -24,6 +24,7 @@ NUMERICAL_TESTS := tests/losses tests/metrics tests/methods/test_sgp.py tests/me
 	tests/methods/test_lwf.py tests/methods/test_pod.py tests/methods/test_ewc.py tests/methods/test_spg.py
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	LHL_TEST_THREADS=2 $(PY) -m pytest -q $(NUMERICAL_TESTS)
 
