@@ -1,4 +1,4 @@
-"""HAD's training-step cost relative to vanilla at the last phase (SPEC §7, §9).
+"""HAD's training-step cost relative to vanilla at the last phase (docs/design.md: one teacher pass).
 
 For synthetic-nyu (3 tasks) and synthetic-taskonomy (10 tasks), at the LAST phase (every head
 present, t−1 old tasks), prints the median time of one training step of
@@ -31,11 +31,10 @@ import torch
 from torch.utils.data import default_collate
 
 from lhl.config import load_config
-from lhl.engine.context import RunContext, StepOutput
+from lhl.engine.build import build_run
+from lhl.engine.hooks import RunContext, StepOutput
 from lhl.methods.had import HAD
 from lhl.methods.vanilla import Vanilla
-from lhl.models import MultiTaskNet
-from lhl.registry import BENCHMARKS, ENCODERS, load_builtins
 
 
 class NaiveHAD(HAD):
@@ -51,20 +50,14 @@ def last_phase(benchmark_name: str, args) -> tuple[RunContext, dict[str, torch.T
         f"benchmark={benchmark_name}", f"model.encoder={args.encoder}", f"device={args.device}",
         f"data.resolution=[{args.resolution[0]},{args.resolution[1]}]", f"train.batch_size={args.batch_size}",
         f"model.head_channels={args.head_channels}"])
-    benchmark = BENCHMARKS.get(benchmark_name)(config.data, config.seed)
-    order = list(benchmark.default_tasks)
-    tasks = {name: benchmark.make_task(name) for name in order}
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = MultiTaskNet(ENCODERS.get(config.model.encoder)(), config.model.head_rates,
-                         config.model.head_channels, config.model.head_dropout).to(device)
-    for name in order:
-        model.add_task(name, tasks[name].out_channels)
-    ctx = RunContext(config, model, tasks, order, device, lambda *a, **k: None,
+    run = build_run(config)
+    order = run.order
+    model, _ = run.build_model(order)
+    ctx = RunContext(run.config, model, run.tasks, order, run.device, lambda *a, **k: None,
                      phase=len(order), phase_tasks=[order[-1]])
-    data = benchmark.dataset("train", range(args.batch_size), [order[-1]])
+    data = run.benchmark.dataset("train", range(args.batch_size), [order[-1]])
     batch = default_collate([data[i] for i in range(len(data))])
-    return ctx, {k: v.to(device) for k, v in batch.items()}
+    return ctx, {k: v.to(run.device) for k, v in batch.items()}
 
 
 def train_step(ctx: RunContext, method, batch, optimizer) -> float:
@@ -115,7 +108,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_builtins()
     print(f"step time / vanilla step time at the last phase; encoder {args.encoder}, "
           f"{args.resolution[0]}x{args.resolution[1]}, batch {args.batch_size}, head channels {args.head_channels}, "
           f"device {args.device}, {args.threads} thread(s), "

@@ -20,7 +20,7 @@ import torch
 
 from lhl.config import load_config
 from lhl.engine.build import build_run
-from lhl.engine.context import RunContext
+from lhl.engine.hooks import RunContext
 from lhl.engine.trainer import Trainer
 
 

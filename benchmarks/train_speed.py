@@ -19,8 +19,7 @@ import time
 import torch
 
 from lhl.config import load_config
-from lhl.registry import BENCHMARKS, ENCODERS, load_builtins
-from lhl.models import MultiTaskNet
+from lhl.engine.build import build_run
 
 
 def main() -> None:
@@ -30,12 +29,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override key=value")
     args = parser.parse_args()
 
-    load_builtins()
-    config = load_config(preset=args.preset, overrides=args.overrides)
-    device = torch.device(config.device)
-    benchmark = BENCHMARKS.get(config.benchmark)(config.data, config.seed)
-    order = list(config.tasks or benchmark.default_tasks)
-    tasks = {name: benchmark.make_task(name) for name in order}
+    run = build_run(load_config(preset=args.preset, overrides=args.overrides))
+    config, device, benchmark, order, tasks = run.config, run.device, run.benchmark, run.order, run.tasks
     batch_size = config.train.batch_size
 
     # Renderer / loader throughput: the phase-1 dataset (image + first task's label).
@@ -45,11 +40,7 @@ def main() -> None:
     load_rate = len(items) / (time.perf_counter() - start)
     batch = {k: torch.stack([item[k] for item in items[:batch_size]]).to(device) for k in items[0]}
 
-    torch.manual_seed(0)
-    model = MultiTaskNet(ENCODERS.get(config.model.encoder)(), config.model.head_rates,
-                         config.model.head_channels, config.model.head_dropout).to(device)
-    for name in order:
-        model.add_task(name, tasks[name].out_channels)
+    model, _ = run.build_model(order)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     first = order[0]
 

@@ -17,7 +17,9 @@ def test_run_directory_files_and_schema(run_smoke):
         assert (out / name).is_file(), name
     saved = json.loads((out / "performance.json").read_text())
     assert saved == performance
-    assert set(saved) == {"benchmark", "method", "tasks", "phases"}
+    assert set(saved) == {"benchmark", "method", "tasks", "directions", "phases"}
+    assert saved["directions"]["depth"] == {"abs_err": False, "rel_err": False}
+    assert saved["directions"]["segmentation"] == {"miou": True, "pixel_acc": True}
     assert saved["tasks"] == ["segmentation", "depth", "normal"]
     for t, phase in enumerate(saved["phases"], start=1):
         assert phase["phase"] == t and phase["task"] == saved["tasks"][t - 1]

@@ -173,8 +173,9 @@ def _replace_method(section: Any, method: str) -> dict[str, Any]:
 
 
 def resolve_method(config: RunConfig):
-    """Return ``(method class, validated options)`` and fill ``config.method`` with every
-    hyperparameter's value (so the saved config shows them all)."""
+    """Return ``(method class, validated options)`` for ``config.method`` (``config`` is not
+    modified; :func:`lhl.engine.build.build_run` records every option's value in the resolved
+    config it returns)."""
     from lhl.registry import METHODS
 
     name = config.method["name"]
@@ -185,9 +186,7 @@ def resolve_method(config: RunConfig):
         if key not in allowed:
             what = f"has the options {', '.join(allowed)}" if allowed else "takes no options"
             raise ConfigError(f"unknown config key 'method.{key}': method {name!r} {what}")
-    options = build_dataclass(cls.Options, values, "method")
-    config.method = {"name": config.method["name"].lower(), **dataclasses.asdict(options)}
-    return cls, options
+    return cls, build_dataclass(cls.Options, values, "method")
 
 
 # Keys that may differ between a run and its resumption without changing its results.

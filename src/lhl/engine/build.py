@@ -12,6 +12,7 @@ benchmark scripts all call it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,9 @@ def build_run(config: RunConfig) -> Run:
     """
     load_builtins()
     load_plugins(config.plugins)
+    method_cls, options = resolve_method(config)
     resolved = copy.deepcopy(config)
-    method_cls, options = resolve_method(resolved)
+    resolved.method = {"name": config.method["name"].lower(), **dataclasses.asdict(options)}
     benchmark_cls = BENCHMARKS.get(config.benchmark)
     benchmark: Benchmark = benchmark_cls(config.data, config.seed)
     specs = benchmark.task_specs()

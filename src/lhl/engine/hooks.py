@@ -1,4 +1,6 @@
-"""The method interface: named hook points the phase loop calls (Avalanche-style).
+"""The extension interface: what a method sees and the named hook points the phase loop calls
+(Avalanche-style). Methods import this module (and :mod:`lhl.engine.teacher`), nothing else of the
+engine; the engine finds methods through the registry and never imports one.
 
 A method overrides only the hooks it needs. The engine sums and logs the named loss terms a
 method returns, checkpoints whatever :meth:`Method.state_dict` returns, and never imports a
@@ -21,13 +23,56 @@ Hyperparameters are declared as fields of the nested ``Options`` dataclass; the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
+import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from lhl.engine.context import Batch, RunContext, StepOutput
+from lhl.config.schema import RunConfig
+from lhl.models import MultiTaskNet
+from lhl.tasks import Task
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class StepOutput:
+    """The student's outputs on a batch: raw head outputs and the encoder's stage features."""
+
+    outputs: dict[str, Tensor]
+    features: list[Tensor]
+
+
+@dataclass
+class RunContext:
+    """State of a run that methods may read (and, for the model, modify through hooks).
+
+    ``phase`` is 1-based; ``phase_tasks`` are the tasks whose labels this phase sees (one
+    task, or all of them for joint training); ``seen_tasks`` are the tasks with a head;
+    ``step`` counts the optimiser steps of the phase; ``log(event, **fields)`` appends to the
+    run's event log.
+    """
+
+    config: RunConfig
+    model: MultiTaskNet
+    tasks: dict[str, Task]
+    task_order: list[str]
+    device: torch.device
+    log: Callable[..., None]
+    phase: int = 0
+    phase_tasks: list[str] = field(default_factory=list)
+    epoch: int = 0
+    step: int = 0
+
+    @property
+    def seen_tasks(self) -> list[str]:
+        return self.model.tasks
+
+    @property
+    def old_tasks(self) -> list[str]:
+        """Tasks learnt in earlier phases (have a head, not trained with labels now)."""
+        return [t for t in self.model.tasks if t not in self.phase_tasks]
 
 
 class Method:

@@ -32,7 +32,7 @@ from lhl.config import config_differences
 from lhl.config.schema import RunConfig
 from lhl.engine.build import Run, build_run
 from lhl.engine.checkpoint import write_json, write_text
-from lhl.engine.context import RunContext, StepOutput
+from lhl.engine.hooks import RunContext, StepOutput
 from lhl.engine.evaluation import evaluate
 from lhl.engine.events import EventLog
 from lhl.engine.provenance import provenance
@@ -262,7 +262,7 @@ class Trainer:
         optimizer = torch.optim.Adam(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         total_steps = train_cfg.epochs * len(loader)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, train_cfg.warmup))
-        ctx.optimizer, ctx.step = optimizer, 0
+        ctx.step = 0
         autocast, scaler = self._mixed_precision()
         for epoch in range(1, train_cfg.epochs + 1):
             ctx.epoch = epoch
