@@ -169,12 +169,13 @@ def test_second_process_on_the_same_directory_is_refused(plugin_dir, straight):
     assert _performance(out) == _performance(straight)
 
 
-def test_nan_gradient_with_finite_loss_is_never_saved(plugin_dir):
+@pytest.mark.parametrize("step, epoch", [("last", 2), ("2", 2)])  # a fully checked step; a sentinel-only step
+def test_nan_gradient_with_finite_loss_is_never_saved(plugin_dir, step, epoch):
     out = plugin_dir / "nan"
-    result = _run(plugin_dir, out, fault="nangrad@2:last")
+    result = _run(plugin_dir, out, fault=f"nangrad@2:{step}")
     assert result.returncode == 1
     line = _error_line(result)
-    assert "non-finite gradient" in line and "phase 2, epoch 2" in line
+    assert "non-finite gradient" in line and f"phase 2, epoch {epoch}" in line
     assert sorted(p.name for p in (out / "checkpoints").glob("phase-*.pt")) == ["phase-1.pt"]
     assert len(_performance(out)["phases"]) == 1
     assert read_events(out / "events.jsonl")[-1]["event"] == "non_finite_gradient"

@@ -47,6 +47,24 @@ __all__ = ["Trainer", "NonFiniteError", "NonFiniteLossError", "RunDirectoryError
            "encoder_grad_norms"]
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: All gradients are checked every this many steps (and on each epoch's last step); the sentinels every step.
+FULL_GRADIENT_CHECK_EVERY = 32
+
+
+def gradient_sentinels(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The input-side trainable parameters of each top-level part (the encoder, every head): the
+    first module, in registration order, that has trainable parameters. Backpropagation ends there,
+    so a NaN/inf that enters any gradient flowing through that part reaches them; reading them costs
+    a few thousand elements instead of the whole model (``benchmarks/nonfinite_check_cost.py``)."""
+    parts = [model.encoder, *model.heads.values()] if hasattr(model, "heads") else [model]
+    sentinels = []
+    for part in parts:
+        for module in part.modules():
+            own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            if own:
+                sentinels += own
+                break
+    return sentinels
 
 
 def linear_warmup_decay(total_steps: int, warmup: float):
@@ -263,6 +281,7 @@ class Trainer:
         total_steps = train_cfg.epochs * len(loader)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, train_cfg.warmup))
         ctx.step = 0
+        sentinels = gradient_sentinels(ctx.model)
         autocast, scaler = self._mixed_precision()
         for epoch in range(1, train_cfg.epochs + 1):
             ctx.epoch = epoch
@@ -295,7 +314,8 @@ class Trainer:
                     scaler.unscale_(optimizer)
                 else:
                     loss.backward()
-                    self._check_gradients(ctx, params, epoch)
+                    full = steps == len(loader) - 1 or ctx.step % FULL_GRADIENT_CHECK_EVERY == 0
+                    self._check_gradients(ctx, params if full else sentinels, epoch)
                 self.method.after_backward(ctx)
                 self.method.before_step(ctx)
                 if scaler is not None:
@@ -313,12 +333,19 @@ class Trainer:
 
     @staticmethod
     def _check_gradients(ctx: RunContext, params: list[torch.Tensor], epoch: int) -> None:
-        """Stop on a NaN/inf gradient (a finite loss can have one): one fused norm over all gradients."""
+        """Stop on a NaN/inf gradient (a finite loss can have one).
+
+        ``params`` is what to read: every step, the sentinel parameters of :func:`gradient_sentinels`
+        (where every backward path ends, so a non-finite value anywhere upstream reaches them); on
+        the last step of each epoch and every :data:`FULL_GRADIENT_CHECK_EVERY` steps, all of them.
+        One fused kernel over the tensors (the one torch's GradScaler uses, with scale 1).
+        """
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
-        total = torch.stack(torch._foreach_norm(grads)).norm()
-        if not torch.isfinite(total):
+        found = torch.zeros(1, device=grads[0].device)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones(1, device=found.device))
+        if found.item():
             ctx.log("non_finite_gradient", phase=ctx.phase, epoch=epoch, step=ctx.step)
             raise NonFiniteError(f"non-finite gradient at phase {ctx.phase}, epoch {epoch}, step {ctx.step} (the "
                                  "loss was finite); the run stopped, checkpoints of completed phases are intact")
