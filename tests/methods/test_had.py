@@ -99,6 +99,24 @@ def test_phase_one_adds_nothing(smoke_config, phase_context):
     assert method.state_dict() == {}
 
 
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_student_equal_to_teacher_on_normals_is_finite(smoke_config, phase_context, stub_teacher, variant):
+    """Regression: where the student's normal equals the teacher's, 1 − cos rounds to about −1e-7
+    (cos of two unit vectors can exceed 1 in float32), and log(ℓ + ε) of the geometric mean was NaN.
+    NormalTask.distill_map now clamps ℓ at 0, as 1 − cos ≥ 0."""
+    ctx, method = phase_context(smoke_config("tasks=[normal,depth]", f"method.variant={variant}", method="had"), 2)
+    teacher = {"normal": torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))}
+    method.teacher = stub_teacher(teacher)
+    student = {"normal": teacher["normal"].clone().requires_grad_(), "depth": torch.zeros(2, 1, 16, 16)}
+    normal = ctx.tasks["normal"]
+    assert (normal.distill_map(student["normal"], normal.pseudo_label(teacher["normal"])) >= 0).all()
+    terms = method.loss_terms(ctx, {"image": torch.rand(2, 3, 16, 16)}, StepOutput(student, []))
+    assert set(terms) == {"db/normal", "sg/normal"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert torch.isfinite(student["normal"].grad).all()
+
+
 # ---------------------------------------------------------------- switches (Table 4)
 def test_use_db_and_use_sg_switches(had_step):
     full = had_step()[2]

@@ -132,7 +132,9 @@ class NormalTask(RegressionTask):
         return self._cos_sum(pred, target)
 
     def distill_map(self, student: Tensor, teacher: Tensor) -> Tensor:
-        return 1 - (self.postprocess(student) * teacher).sum(dim=1)
+        """1 − cos(S, T) per pixel, clamped at 0: the dot product of two float32 unit vectors can
+        round above 1, and a slightly negative ℓ makes HAD's log(ℓ + ε) NaN where S = T."""
+        return (1 - (self.postprocess(student) * teacher).sum(dim=1)).clamp_min(0)
 
     def metrics(self) -> MetricAccumulator:
         return LossMetric() if self.metric == "loss" else NormalMetrics()
