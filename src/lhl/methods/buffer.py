@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lhl.config.schema import ConfigError
 from lhl.config.checks import check_nonnegative, check_positive_int
 from lhl.methods.base import Method
+from lhl.methods.options import check_choices
 from lhl.tasks import NormalTask, Task
 
 if TYPE_CHECKING:
@@ -168,6 +168,9 @@ class ReplayOptions:
     augment: bool = True  # joint horizontal flip of a replayed image and its stored map
 
     def __post_init__(self) -> None:
+        """Ranges: ``weight`` finite ≥ 0 (0 turns replay off); ``buffer_size``, ``replay_batch`` ≥ 1.
+        Subclasses' ``Literal`` fields (iCaRL's ``selection``) are checked here too."""
+        check_choices(self)
         check_nonnegative(self.weight, "method.weight")
         check_positive_int(self.buffer_size, "method.buffer_size")
         check_positive_int(self.replay_batch, "method.replay_batch")

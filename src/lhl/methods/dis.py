@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from lhl.config.checks import check_nonnegative
 from lhl.methods.distillation import DistillationMethod
+from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
 
@@ -28,6 +29,7 @@ class DIS(DistillationMethod):
         alpha: float = 3.0  # α of eq. 3 (synthetic presets: the NYUv2-R18 HAD value)
 
         def __post_init__(self) -> None:
+            check_choices(self)
             check_nonnegative(self.alpha, "method.alpha")
 
     def loss_terms(self, ctx, batch, out):

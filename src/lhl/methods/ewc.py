@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lhl.methods.base import Method
-from lhl.config.checks import check_nonnegative
+from lhl.config.checks import check_fraction, check_nonnegative
 from lhl.methods.importance import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
+from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
 
@@ -33,12 +34,17 @@ class EWC(Method):
     class Options:
         lam: float = 1e9  # λ (Table 6, NYUv2-R18; see the caveat above)
         mode: Literal["offline", "online"] = "offline"
-        gamma: float = 1.0  # online decay of the running Fisher
+        gamma: float = 1.0  # online decay γ ∈ [0, 1] of the running Fisher (1: plain sum)
         fisher: Literal["minibatch", "per_sample"] = "minibatch"
 
         def __post_init__(self) -> None:
+            """λ finite ≥ 0 (0: no penalty). γ is a decay (online EWC, Schwarz et al. 2018): in
+            [0, 1], 0 keeping only the newest Fisher and 1 summing them all; above 1 the old
+            Fishers would grow geometrically. Checked in offline mode too, where it is unused, so
+            a bad value fails when it is written rather than when the mode is switched."""
+            check_choices(self)
             check_nonnegative(self.lam, "method.lam")
-            check_nonnegative(self.gamma, "method.gamma")
+            check_fraction(self.gamma, "method.gamma")
 
     def setup(self, ctx) -> None:
         self.fishers, self.anchors = [], []  # one entry per past task (offline) or one (online)

@@ -22,11 +22,12 @@ from typing import Literal
 
 import torch.nn.functional as F
 
-from lhl.config.schema import ConfigError
+from lhl.errors import ConfigError
 from lhl.losses.had import group_masks, had_terms
 from lhl.losses.had_reference import reference_normal_terms, reference_regression_terms, reference_segmentation_terms
-from lhl.config.checks import check_nonnegative
+from lhl.config.checks import check_fraction, check_nonnegative, check_positive
 from lhl.methods.distillation import DistillationMethod, OldTask
+from lhl.methods.options import check_choices, check_int_at_least
 from lhl.registry import METHODS
 from lhl.tasks import NormalTask
 
@@ -40,7 +41,7 @@ class HAD(DistillationMethod):
         alpha: float = 3.0  # α of eq. 4 (paper, SPEC §3 table: 3/20/100/1/1; NYUv2-R18 = 3)
         group_threshold: float = 0.5  # τ of Sec. 4 ("k" in App. C.4/F): regression group split
         edge_threshold: float = 0.9  # k of eq. 9 ("τ" in App. C.4/F): Sobel edge threshold
-        eps: float = 1e-8  # ε in the geometric mean exp(mean log(ℓ + ε)) (eq. 6)
+        eps: float = 1e-8  # ε > 0 in the geometric mean exp(mean log(ℓ + ε)) (eq. 6)
         use_db: bool = True  # False: Table 4 "w/o DB"
         use_sg: bool = True  # False: Table 4 "w/o SG"
         group_mean: Literal["geometric", "arithmetic"] = "geometric"  # Table 4 ablation
@@ -50,11 +51,23 @@ class HAD(DistillationMethod):
         variant: Literal["paper", "reference"] = "paper"  # reference: the authors' code
 
         def __post_init__(self) -> None:
+            """Ranges. α finite ≥ 0 (0: no distillation). ``group_threshold`` τ splits the per-image
+            min-max normalised pseudo-label v ∈ [0, 1] into {v < τ} and {v ≥ τ} (Sec. 4.2), so it is
+            a number in [0, 1]. ``edge_threshold`` k is compared with the Sobel map (eq. 9), which
+            is min-max normalised to [0, 1] by default (the paper tunes k in 0.5–0.9; the reference
+            variant normalises too): k ∈ [0, 1]; with ``normalize_sobel: false`` the raw magnitude
+            is compared and any finite k ≥ 0 is allowed. ε must be > 0: with ε = 0 a pixel whose
+            loss is exactly 0 (a teacher matched exactly) makes log(ℓ) = −∞, the group's geometric
+            mean 0 and its gradient NaN. Ĉ = ``regression_groups`` is an integer ≥ 2."""
+            check_choices(self)
             check_nonnegative(self.alpha, "method.alpha")
-            check_nonnegative(self.eps, "method.eps")
-            if self.regression_groups < 2:
-                raise ConfigError(f"method.regression_groups: invalid value {self.regression_groups!r}; "
-                                  "expected an integer >= 2")
+            check_fraction(self.group_threshold, "method.group_threshold")
+            if self.normalize_sobel:
+                check_fraction(self.edge_threshold, "method.edge_threshold")
+            else:
+                check_nonnegative(self.edge_threshold, "method.edge_threshold")
+            check_positive(self.eps, "method.eps")
+            check_int_at_least(self.regression_groups, "method.regression_groups", 2)
             for key in ("eps", "group_mean", "regression_groups", "normalize_sobel", "sobel_padding"):
                 if self.variant == "reference" and getattr(self, key) != getattr(HAD.Options, key):
                     raise ConfigError(f"method.{key}: {getattr(self, key)!r} applies only to variant 'paper'; "

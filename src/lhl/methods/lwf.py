@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.config.schema import ConfigError
-from lhl.config.checks import check_nonnegative
+from lhl.config.checks import check_nonnegative, check_positive
 from lhl.methods.distillation import DistillationMethod
+from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
 
@@ -43,9 +43,10 @@ class LwF(DistillationMethod):
         temperature: float = 2.0  # T of the soft targets (segmentation heads)
 
         def __post_init__(self) -> None:
+            """λ finite ≥ 0 (0: no distillation); T finite > 0 (logits are divided by T)."""
+            check_choices(self)
             check_nonnegative(self.weight, "method.weight")
-            if not self.temperature > 0:
-                raise ConfigError(f"method.temperature: invalid value {self.temperature!r}; expected a number > 0")
+            check_positive(self.temperature, "method.temperature")
 
     def loss_terms(self, ctx, batch, out):
         terms = {}

@@ -20,6 +20,7 @@ from typing import Literal
 from lhl.losses.pod import pod_loss
 from lhl.config.checks import check_nonnegative
 from lhl.methods.distillation import DistillationMethod
+from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
 
@@ -34,6 +35,8 @@ class POD(DistillationMethod):
         distance: Literal["frobenius", "l1", "l2"] = "frobenius"
 
         def __post_init__(self) -> None:
+            """λ finite ≥ 0 (0: no distillation); ``mode`` and ``distance`` one of their values."""
+            check_choices(self)
             check_nonnegative(self.weight, "method.weight")
 
     def forward_tasks(self, ctx):

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lhl.config.schema import ConfigError
-from lhl.config.checks import check_nonnegative
+from lhl.config.checks import check_fraction, check_nonnegative, check_positive_int
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
 from lhl.methods.importance import to_device
+from lhl.methods.options import check_choices
 from lhl.methods.sgp_math import conv_input_gram, project_out, update_bases
 from lhl.registry import METHODS
 
@@ -89,13 +89,14 @@ class SGP(GradientSpaceMethod):
         apply_to: ApplyTo = "update"  # project the optimiser's update (default) or the raw gradient
 
         def __post_init__(self) -> None:
+            """α finite ≥ 0 (eq. 2's "non-negative scale coefficient"). ε_1 = ``threshold_base`` is an
+            energy fraction (eq. 5) in (0, 1]: 0 would ask for none of the energy. ``threshold_step`` ∈ [0, 1]
+            (ε_t is capped at 1, so a larger step means the same). ``samples`` ≥ 1 image."""
+            check_choices(self)
             check_nonnegative(self.scale, "method.scale")
-            check_nonnegative(self.threshold_step, "method.threshold_step")
-            if not 0 < self.threshold_base <= 1:
-                raise ConfigError(
-                    f"method.threshold_base: invalid value {self.threshold_base!r}; expected a number in (0, 1]")
-            if self.samples < 1:
-                raise ConfigError(f"method.samples: invalid value {self.samples!r}; expected an integer >= 1")
+            check_fraction(self.threshold_base, "method.threshold_base", low_open=True)
+            check_fraction(self.threshold_step, "method.threshold_step")
+            check_positive_int(self.samples, "method.samples")
 
     def setup(self, ctx) -> None:
         super().setup(ctx)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
 from lhl.methods.importance import encoder_parameters, soft_importance, summed_gradients, to_device
+from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
 
@@ -36,6 +37,9 @@ class SPG(GradientSpaceMethod):
     @dataclass
     class Options:
         apply_to: ApplyTo = "update"  # mask the optimiser's update (default) or the raw gradient
+
+        def __post_init__(self) -> None:
+            check_choices(self)
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
