@@ -8,7 +8,7 @@ method and model (validated, writing nothing)::
     model, _ = run.build_model(run.order)     # encoder + one head per task
 """
 
-__version__ = "0.1.0"
+from lhl.version import __version__
 
 __all__ = ["__version__", "build_run", "load_config"]
 

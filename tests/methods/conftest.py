@@ -5,26 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lhl.config import resolve_method
-from lhl.engine.context import RunContext, StepOutput
-from lhl.models import MultiTaskNet
-from lhl.registry import BENCHMARKS, ENCODERS, load_builtins
+from lhl.engine.build import build_run
+from lhl.engine.hooks import RunContext, StepOutput
 
 
 def phase_context(config, phase: int):
-    """(ctx, method) at the start of ``phase`` of ``config``'s task order, on a tiny model."""
-    load_builtins()
-    method_cls, options = resolve_method(config)
-    benchmark = BENCHMARKS.get(config.benchmark)(config.data, config.seed)
-    order = list(config.tasks or benchmark.default_tasks)
-    tasks = {name: benchmark.make_task(name) for name in order}
-    torch.manual_seed(0)
-    model = MultiTaskNet(ENCODERS.get("tiny")(), config.model.head_rates, config.model.head_channels)
-    for name in order[:phase]:
-        model.add_task(name, tasks[name].out_channels)
-    ctx = RunContext(config, model, tasks, order, torch.device("cpu"), lambda *a, **k: None,
-                     phase=phase, phase_tasks=[order[phase - 1]])
-    method = method_cls(options)
+    """(ctx, method) at the start of ``phase`` of ``config``'s task order (assembled by
+    :func:`lhl.engine.build.build_run`, as a run is), with heads for the first ``phase`` tasks."""
+    run = build_run(config)
+    model, _ = run.build_model(run.order[:phase])
+    ctx = RunContext(run.config, model, run.tasks, run.order, run.device, lambda *a, **k: None,
+                     phase=phase, phase_tasks=[run.order[phase - 1]])
+    method = run.make_method()
     method.before_phase(ctx)
     return ctx, method
 
@@ -88,16 +80,6 @@ def assert_frozen_encoder(states):
 
 
 record_phase_2.assert_frozen_encoder = assert_frozen_encoder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """One torch thread in these tests: on 2 shared CPU cores, intra-op threads oversubscribe and make
-    the tiny encoder's convolutions ~15x slower (measured: 18 ms vs 1.3 ms per conv)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(name="phase_context")

@@ -11,14 +11,14 @@ from typing import Any
 import torch
 import torchvision
 
-import lhl
 from lhl.config.schema import RunConfig
+from lhl.version import __version__
 
 
 def git_commit() -> str | None:
     """The commit of the source tree lhl was imported from, when it is a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(lhl.__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -28,7 +28,7 @@ def git_commit() -> str | None:
 def provenance(config: RunConfig, device: torch.device, weights_hash: str | None,
                dataset_fingerprint: str) -> dict[str, Any]:
     return {
-        "lhl_version": lhl.__version__,
+        "lhl_version": __version__,
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
