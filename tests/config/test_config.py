@@ -52,3 +52,21 @@ def test_config_differences():
     a = {"seed": 0, "train": {"lr": 1.0, "keep_checkpoints": None}, "device": "cpu"}
     b = {"seed": 1, "train": {"lr": 1.0, "keep_checkpoints": 2}, "device": "cuda"}
     assert config_differences(a, b) == ["seed: run has 0, now 1"]
+
+
+def test_method_flag_replaces_the_method_section_and_says_what_it_drops(tmp_path, capsys):
+    path = tmp_path / "had.yaml"
+    path.write_text("base: smoke\nmethod: {name: had, alpha: 5, group_threshold: 0.6}\n")
+    config = load_config(config_file=path, method="dis", overrides=["method.alpha=2"])
+    assert config.method == {"name": "dis", "alpha": 2}
+    note = capsys.readouterr().err
+    assert "lhl: note: --method dis replaces method 'had'" in note and "alpha, group_threshold" in note
+    assert load_config(config_file=path, method="had").method == {"name": "had", "alpha": 5, "group_threshold": 0.6}
+
+
+def test_base_may_name_a_file_relative_to_the_config(tmp_path):
+    (tmp_path / "common.yaml").write_text("base: smoke\ntrain: {epochs: 4}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "run.yaml").write_text("base: ../common.yaml\nseed: 3\n")
+    config = load_config(config_file=tmp_path / "sub" / "run.yaml")
+    assert (config.train.epochs, config.seed, config.model.encoder) == (4, 3, "tiny")
