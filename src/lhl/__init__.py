@@ -10,7 +10,7 @@ method and model (validated, writing nothing)::
 
 from lhl.version import __version__
 
-__all__ = ["__version__", "build_run", "load_config"]
+__all__ = ["__version__", "build_run", "load_config", "load_run"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from lhl.engine.build import build_run
 
         return build_run
+    if name == "load_run":
+        from lhl.engine.loading import load_run
+
+        return load_run
     if name == "load_config":
         from lhl.config import load_config
 
