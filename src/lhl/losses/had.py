@@ -44,13 +44,10 @@ classes) and differentiable with respect to ``loss_map``.
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from lhl.losses.had_common import as_float, check_map, check_number, no_autocast, sobel_raw
 
 __all__ = [
     "PADDINGS",
@@ -74,28 +71,9 @@ MEANS: tuple[str, ...] = ("geometric", "arithmetic")
 #: max − min ≤ CONSTANT_TOLERANCE · max(1, |max|).
 CONSTANT_TOLERANCE: float = 1e-6
 
-# Sobel kernels of eq. 8: G_h = [1, 2, 1]^T [1, 0, -1], G_v = [1, 0, -1]^T [1, 2, 1], applied as a
-# cross-correlation (see _sobel_raw). Convolution would flip the kernels, which only flips the
-# sign of each response; the magnitude sqrt(G_h^2 + G_v^2) is the same.
-
-
 # --------------------------------------------------------------------------------------------
-# helpers (shared with lhl.losses.had_reference)
+# helpers of this variant (those shared with lhl.losses.had_reference: lhl.losses.had_common)
 # --------------------------------------------------------------------------------------------
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; every other dtype (half, bfloat16, float32, ints) -> float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _as_float(x: Tensor, name: str) -> Tensor:
-    """``x`` in its computation dtype (float32 or float64); rejects non-tensors and complex."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.is_complex():
-        raise TypeError(f"{name} must be real-valued, got dtype {x.dtype}")
-    return x.to(_compute_dtype(x.dtype))
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -111,45 +89,12 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-@contextlib.contextmanager
-def _no_autocast(device: torch.device) -> Iterator[None]:
-    """Disable autocast on ``device`` (a no-op on device types autocast does not know)."""
-    try:
-        ctx = torch.autocast(device_type=device.type, enabled=False)
-    except (RuntimeError, ValueError):  # pragma: no cover - exotic device types
-        ctx = contextlib.nullcontext()
-    with ctx:
-        yield
-
-
 def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(
             f"{name}={value!r} is not allowed; expected one of {', '.join(map(repr, allowed))}"
         )
     return value
-
-
-def _check_number(value: object, name: str) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return out
-
-
-def _check_map(x: Tensor, name: str) -> Tensor:
-    """Validate a B×H×W map (B, H, W ≥ 1) and return it as float32/float64."""
-    x = _as_float(x, name)
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, H, W), got shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"{name} must be non-empty (B, H, W >= 1), got shape {tuple(x.shape)}")
-    return x
 
 
 def _per_image_minmax(x: Tensor) -> Tensor:
@@ -165,31 +110,6 @@ def _per_image_minmax(x: Tensor) -> Tensor:
     const = rng <= CONSTANT_TOLERANCE * hi.abs().clamp_min(1.0)
     safe = torch.where(const, torch.ones_like(rng), rng)
     return torch.where(const, torch.zeros_like(x), (x - lo) / safe)
-
-
-def _sobel_raw(x: Tensor, padding: str) -> Tensor:
-    """Un-normalised Sobel magnitude (eq. 8) of a float (B, H, W) map, same dtype.
-
-    Written as the separable form of the kernels (differences, then the [1, 2, 1] smoothing),
-    so that a constant map gives exactly 0 rather than rounding noise. The square root is
-    guarded so that the gradient is 0 (not NaN) where the magnitude is 0.
-    """
-    x4 = x.unsqueeze(1)  # (B, 1, H, W)
-    if padding == "replicate":
-        xp = F.pad(x4, (1, 1, 1, 1), mode="replicate")
-    else:  # "zeros"
-        xp = F.pad(x4, (1, 1, 1, 1), mode="constant", value=0.0)
-    xp = xp.squeeze(1)  # (B, H+2, W+2)
-    # G_h = [1, 2, 1]^T [1, 0, -1]: column difference (left - right), rows weighted 1, 2, 1.
-    dx = xp[:, :, :-2] - xp[:, :, 2:]  # (B, H+2, W)
-    gh = dx[:, :-2] + 2 * dx[:, 1:-1] + dx[:, 2:]
-    # G_v = [1, 0, -1]^T [1, 2, 1]: row difference (top - bottom), columns weighted 1, 2, 1.
-    dy = xp[:, :-2, :] - xp[:, 2:, :]  # (B, H, W+2)
-    gv = dy[:, :, :-2] + 2 * dy[:, :, 1:-1] + dy[:, :, 2:]
-    sq = gh.square() + gv.square()  # (B, H, W)
-    zero = sq == 0  # NaN stays NaN (it is not == 0)
-    root = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
-    return torch.where(zero, torch.zeros_like(sq), root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,9 +134,9 @@ def sobel_magnitude(x: Tensor, normalize: bool = True, padding: str = "replicate
     Kernels: G_h = [1, 2, 1]^T [1, 0, −1], G_v = [1, 0, −1]^T [1, 2, 1].
     """
     _check_choice(padding, "padding", PADDINGS)
-    x = _check_map(x, "x")
-    with _no_autocast(x.device):
-        g = _sobel_raw(x, padding)
+    x = check_map(x, "x")
+    with no_autocast(x.device):
+        g = sobel_raw(x, padding)
         return _per_image_minmax(g) if normalize else g
 
 
@@ -249,14 +169,14 @@ def group_masks(
         raise TypeError(f"num_groups must be an int >= 2, got {num_groups!r}")
     if num_groups < 2:
         raise ValueError(f"num_groups must be an int >= 2, got {num_groups!r}")
-    threshold = _check_number(threshold, "threshold")
-    t = _as_float(teacher, "teacher")
+    threshold = check_number(threshold, "threshold")
+    t = as_float(teacher, "teacher")
     if t.dim() != 4:
         raise ValueError(f"teacher must have shape (B, C, H, W), got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"teacher must be non-empty, got shape {tuple(t.shape)}")
     t = t.detach()
-    with _no_autocast(t.device):
+    with no_autocast(t.device):
         if kind == "classification":
             c = t.shape[1]
             label = t.argmax(dim=1)  # (B, H, W)
@@ -297,10 +217,10 @@ def db_had_loss(
         because of empty groups, in value or gradient.
     """
     _check_choice(mean, "mean", MEANS)
-    eps = _check_number(eps, "eps")
+    eps = check_number(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps!r}")
-    x = _check_map(loss_map, "loss_map")
+    x = check_map(loss_map, "loss_map")
     if not isinstance(groups, Tensor):
         raise TypeError(f"groups must be a torch.Tensor, got {type(groups).__name__}")
     if groups.dim() != 4:
@@ -314,7 +234,7 @@ def db_had_loss(
     if groups.device != x.device:
         raise ValueError(f"groups is on {groups.device} but loss_map is on {x.device}")
     m = groups if groups.dtype == torch.bool else groups != 0
-    with _no_autocast(x.device):
+    with no_autocast(x.device):
         # Every reduction below runs in float64 (float32 on MPS); only the final scalar is cast to
         # x.dtype: a float32 sum over thousands of pixels depends on the summation order
         # (SIMD width, thread count); see _acc_dtype.
@@ -365,10 +285,10 @@ def sg_had_loss(
         0-dim tensor, float32 (half precision / bfloat16 input is upcast) or float64.
     """
     _check_choice(padding, "padding", PADDINGS)
-    threshold = _check_number(threshold, "threshold")
-    x = _check_map(loss_map, "loss_map")
-    with _no_autocast(x.device):
-        g = _sobel_raw(x.detach(), padding)
+    threshold = check_number(threshold, "threshold")
+    x = check_map(loss_map, "loss_map")
+    with no_autocast(x.device):
+        g = sobel_raw(x.detach(), padding)
         if normalize:
             g = _per_image_minmax(g)
         edge = g > threshold  # (B, H, W)
@@ -412,8 +332,8 @@ def had_terms(
     # Validate every option even for a disabled term, so a bad config fails early.
     _check_choice(mean, "mean", MEANS)
     _check_choice(padding, "padding", PADDINGS)
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
-    x = _check_map(loss_map, "loss_map")
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
+    x = check_map(loss_map, "loss_map")
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     if use_db:
         if groups is None:
