@@ -12,7 +12,7 @@ from lhl.config import ConfigError, load_config, resolve_method
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.methods.ewc import EWC
-from lhl.methods.importance import encoder_parameters, quadratic_penalty, snapshot
+from lhl.methods.encoder_params import encoder_parameters, quadratic_penalty, snapshot
 
 
 class LinearNet(nn.Module):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lhl.engine.trainer import Trainer
-from lhl.methods.importance import encoder_parameters
+from lhl.methods.encoder_params import encoder_parameters
 from lhl.methods.sgp import SGP, encoder_convs
 from lhl.methods.spg import SPG
 from lhl.registry import METHODS

@@ -13,7 +13,7 @@ from torch import nn
 from lhl.config import ConfigError, resolve_method
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
-from lhl.methods.importance import soft_importance
+from lhl.methods.encoder_params import soft_importance
 from lhl.methods.spg import SPG
 
 SMALL, LARGE = math.tanh(1 / math.sqrt(3)), math.tanh(2 / math.sqrt(3))

@@ -21,7 +21,7 @@ from typing import Literal
 
 from lhl.methods.base import Method
 from lhl.config.checks import check_fraction, check_nonnegative
-from lhl.methods.importance import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
+from lhl.methods.encoder_params import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
 from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 
