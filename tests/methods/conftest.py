@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lhl.config import resolve_method
-from lhl.engine.context import RunContext, StepOutput
+from lhl.engine.hooks import RunContext, StepOutput
 from lhl.models import MultiTaskNet
 from lhl.registry import BENCHMARKS, ENCODERS, load_builtins
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lhl.config import ConfigError, load_config, resolve_method
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 

@@ -6,7 +6,7 @@ every old task, with the teacher's encoder run **once** for all old heads (the a
 recomputes the whole teacher once per old task; SPEC §7).
 
 The teacher is not part of a method's state: it is rebuilt from the model at
-:meth:`~lhl.methods.base.Method.before_phase`, and on resume the loop reloads phase t−1's
+:meth:`~lhl.engine.hooks.Method.before_phase`, and on resume the loop reloads phase t−1's
 checkpoint before calling it (SPEC §9), so the rebuilt teacher is the one an uninterrupted run
 would have had.
 """
@@ -17,9 +17,8 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from lhl.engine.context import Batch, RunContext, StepOutput
+from lhl.engine.hooks import Batch, Method, RunContext, StepOutput
 from lhl.engine.teacher import Teacher
-from lhl.methods.base import Method
 from lhl.tasks import Task
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.config.checks import check_fraction, check_nonnegative
 from lhl.methods.encoder_params import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
 from lhl.methods.options import check_choices

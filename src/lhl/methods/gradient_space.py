@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 
 ApplyTo = Literal["update", "gradient"]
 

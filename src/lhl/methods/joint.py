@@ -1,6 +1,6 @@
 """Joint training: the multi-task upper bound (SPEC §1)."""
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import METHODS
 
 

@@ -1,6 +1,6 @@
 """Vanilla: sequential fine-tuning, L = L_new (the paper's lower bound, SPEC §4)."""
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import METHODS
 
 
