@@ -1,4 +1,5 @@
-"""DER (SPEC §4): reservoir insertion of raw outputs, the replay MSE, gradients, end to end."""
+"""DER (HAD paper App. C.3): reservoir insertion of raw outputs, the replay MSE, gradients, end to
+end."""
 
 from __future__ import annotations
 

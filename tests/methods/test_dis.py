@@ -1,4 +1,4 @@
-"""DIS, naive self-distillation (eq. 3; SPEC §3): composition, options, end to end."""
+"""DIS, naive self-distillation (eq. 3): composition, options, end to end."""
 
 from __future__ import annotations
 

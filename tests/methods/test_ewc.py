@@ -1,4 +1,5 @@
-"""EWC (SPEC §4): Fisher by hand on a linear model, the quadratic penalty, modes, end to end."""
+"""EWC (HAD paper App. C.3): Fisher by hand on a linear model, the quadratic penalty, modes, end to
+end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HAD method (eqs. 4-10; SPEC §3): loss composition, switches, options, teacher, end to end."""
+"""HAD method (eqs. 4-10): loss composition, switches, options, teacher, end to end."""
 
 from __future__ import annotations
 

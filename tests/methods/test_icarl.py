@@ -1,5 +1,5 @@
-"""iCaRL-style replay (SPEC §4): herding selection at the end of a phase, rebalancing, stored
-sigmoid / post-processed outputs, the replay losses, end to end."""
+"""iCaRL-style replay (HAD paper App. C.3; docs/deviations.md): herding selection at the end of a
+phase, rebalancing, stored sigmoid / post-processed outputs, the replay losses, end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""LwF (SPEC §4): soft-target KL by hand, regression terms, zero at the teacher, end to end."""
+"""LwF (HAD paper App. C.3): soft-target KL by hand, regression terms, zero at the teacher, end to
+end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POD (PLOP; SPEC §4): zero at the teacher, gradient into the encoder only, end to end."""
+"""POD (PLOP; HAD paper App. E): zero at the teacher, gradient into the encoder only, end to end."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""SPG (SPEC §4): importance by hand (standardise, |tanh|, max over heads and phases), the masked
-Adam update, and an end-to-end run (the fully protected run is in test_gradient_space.py)."""
+"""SPG (HAD paper App. C.3): importance by hand (standardise, |tanh|, max over heads and phases),
+the masked Adam update, and an end-to-end run (the fully protected run is in
+test_gradient_space.py)."""
 
 from __future__ import annotations
 

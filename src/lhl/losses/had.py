@@ -1,8 +1,9 @@
-"""HAD loss functions, paper variant (Sec. 4, eqs. 4-10 of the HAD paper; SPEC §3).
+"""HAD loss functions, paper variant (Sec. 4, eqs. 4-10 of the HAD paper).
 
-Pure, stateless functions on per-pixel distillation loss maps. Notation (SPEC §3): for an old
-task j, ``loss_map`` is ℓ_j ∈ R^{B×H×W}, the per-pixel distillation loss between student and
-teacher outputs (SPEC §2), and the teacher output decides the groups of DB-HAD.
+Pure, stateless functions on per-pixel distillation loss maps. Notation (paper Sec. 4, eq. 7):
+for an old task j, ``loss_map`` is ℓ_j ∈ R^{B×H×W}, the per-pixel distillation loss between
+student and teacher outputs (App. C.4: the task's own loss, per pixel), and the teacher output
+decides the groups of DB-HAD.
 
 * :func:`group_masks` — group partition of DB-HAD (paper Sec. 4.2 "Group partition").
 * :func:`db_had_loss` — distribution-balanced loss L_db (eq. 6), batch-averaged (eq. 5).
@@ -13,7 +14,7 @@ teacher outputs (SPEC §2), and the teacher output decides the groups of DB-HAD.
 The total loss of eq. 4, L = L_new + α / (2(t−1)) Σ_{j<t} (L_db,j + L_sg,j), is assembled by the
 HAD method, not here.
 
-Decisions recorded in SPEC §3 / §10 (and ``docs/deviations.md``):
+Decisions (recorded in ``docs/deviations.md``, section "HAD"):
 
 * **Mean over non-empty groups.** Eq. 6 divides by C_j, but a group (e.g. a class absent from
   an image) with no pixel has an undefined geometric mean; L_db averages over the groups that
@@ -101,8 +102,9 @@ def _per_image_minmax(x: Tensor) -> Tensor:
     """Min-max normalise each image of a (B, H, W) map to [0, 1].
 
     An image counts as constant when max − min ≤ 1e-6·max(1, |max|); it is mapped to all zeros
-    (SPEC §3) rather than dividing by (almost) zero. Differentiable (sub-gradient through the
-    arg-min/arg-max pixels); constant images get a zero gradient.
+    (docs/deviations.md, "Empty and constant cases") rather than dividing by (almost) zero.
+    Differentiable (sub-gradient through the arg-min/arg-max pixels); constant images get a zero
+    gradient.
     """
     lo = x.amin(dim=(-2, -1), keepdim=True)
     hi = x.amax(dim=(-2, -1), keepdim=True)
@@ -122,8 +124,8 @@ def sobel_magnitude(x: Tensor, normalize: bool = True, padding: str = "replicate
 
     Args:
         x: (B, H, W) map, typically the per-pixel distillation loss ℓ_j (eq. 7).
-        normalize: min-max normalise G per image to [0, 1] (SPEC §3, on by default); an image
-            whose G is constant (max − min ≤ 1e-6·max(1, |max|)) gets G = 0 everywhere.
+        normalize: min-max normalise G per image to [0, 1] (on by default, docs/deviations.md);
+            an image whose G is constant (max − min ≤ 1e-6·max(1, |max|)) gets G = 0 everywhere.
         padding: ``"replicate"`` (default; a constant map has G = 0 everywhere) or ``"zeros"``
             (the authors' code; lights up the borders of any non-zero map).
 
@@ -199,9 +201,9 @@ def db_had_loss(
     Per image x: L_db(x) = mean over the **non-empty** groups g of GM_g, where
     GM_g = exp(mean_{p∈g} log(ℓ(p) + ε)) (geometric mean; ``mean="arithmetic"`` — the Table 4
     ablation — uses mean_{p∈g} ℓ(p) instead). Eq. 6 divides by C_j; we divide by the number of
-    groups present in the image, because an empty group's geometric mean is undefined (SPEC §3).
-    An image with no non-empty group contributes 0. The result is the mean of L_db(x) over the
-    B images.
+    groups present in the image, because an empty group's geometric mean is undefined
+    (docs/deviations.md). An image with no non-empty group contributes 0. The result is the mean
+    of L_db(x) over the B images.
 
     Args:
         loss_map: (B, H, W) per-pixel distillation loss ℓ_j ≥ 0 (gradients flow into it).
@@ -278,7 +280,7 @@ def sg_had_loss(
             detached copy, so gradients flow only through the averaged values.
         threshold: the edge threshold (config key ``edge_threshold``; k in eq. 9, "τ" in
             Appendix C.4/F), compared against the normalised G (paper settings 0.5-0.9).
-        normalize: per-image min-max normalisation of G before thresholding (SPEC §3).
+        normalize: per-image min-max normalisation of G before thresholding (docs/deviations.md).
         padding: ``"replicate"`` (default) or ``"zeros"``.
 
     Returns:

@@ -1,13 +1,15 @@
-"""HAD loss functions, reference-code variant (``variant: reference``; SPEC §3).
+"""HAD loss functions, reference-code variant (``variant: reference``; ``docs/deviations.md``,
+"Reference variant").
 
 The authors' released code differs from the paper in ways that matter to anyone reproducing
-their numbers. SPEC §3 lists these differences point by point; this module implements items 2-8
-as pure functions, literally, quirks included, and :func:`reference_total` implements item 1.
+their numbers. ``docs/deviations.md`` lists these differences point by point; this module
+implements items 2-8 as pure functions, literally, quirks included, and :func:`reference_total`
+implements item 1.
 Inputs follow the authors' conventions: the student's segmentation output enters as
 log-probabilities, normals as L2-normalised vectors; the teacher target is the argmax label
 (segmentation) or the post-processed output (regression, normals).
 
-Behaviours (SPEC §3 numbering):
+Behaviours (numbered as in ``docs/deviations.md``):
 
 1. No 1/(t−1) factor: L = L_new + α Σ_j ½(L_db,j + L_sg,j) (:func:`reference_total`; the HAD
    method adds L_new).
@@ -39,8 +41,9 @@ Behaviours (SPEC §3 numbering):
    if that number is 0 — the numerator is **not** masked. The count is over channel entries,
    not edge pixels: a masked pixel adds between 0 and 3 to it (see ``docs/deviations.md``).
 
-**Which per-pixel map feeds the Sobel edge mask** (SPEC leaves it open; we use the map the
-authors' code thresholds, which is each task's per-pixel distillation map):
+**Which per-pixel map feeds the Sobel edge mask** (an open point, decided in
+``docs/deviations.md``; we use the map the authors' code thresholds, which is each task's
+per-pixel distillation map):
 
 * segmentation: ℓ = −log p_student(argmax T) (the per-pixel NLL / CE at the teacher label);
 * depth and other regression tasks: ℓ = |S − T| averaged over channels (for the one-channel
@@ -48,14 +51,14 @@ authors' code thresholds, which is each task's per-pixel distillation map):
 * normals: ℓ = 1 − mean_c(S·T) = 1 − cos/3 (not 1 − cos: with zero padding the two give
   different border responses, so the choice is not cosmetic).
 
-**Multi-channel regression** (SPEC: "other regression tasks follow the depth rules"): item 5's
+**Multi-channel regression** (other regression tasks follow the depth rules): item 5's
 groups are taken element-wise on the (B, C, H, W) student output (literally "S > τ"), and item
 6's broadcast uses the channel mean of |S − T| with shape (B, 1, H, W), so the B×B broadcast
 happens for any channel count (the authors' code has only one-channel regression tasks).
 
 Not reproduced: the authors multiply regression/normal losses by a validity mask derived from
 the teacher output (teacher channel sum ≠ 0); a real-valued teacher output is almost never
-exactly zero, and SPEC §3 does not list it.
+exactly zero, so the mask would almost never change anything.
 
 All functions are vectorised (no Python loop over images or classes), upcast half precision to
 float32, run outside autocast and are differentiable in the student output.

@@ -1,4 +1,4 @@
-"""Vanilla: sequential fine-tuning, L = L_new (the paper's lower bound, SPEC §4)."""
+"""Vanilla: sequential fine-tuning, L = L_new (the paper's lower bound, Sec. 5.1)."""
 
 from lhl.engine.hooks import Method
 from lhl.registry import METHODS
