@@ -1,5 +1,5 @@
 """The paper configurations (src/lhl/config/paper/<benchmark>-<encoder>-<sequence>.yaml) load
-and carry SPEC §3's HAD hyperparameters and §8's batch sizes and schedule."""
+and carry the HAD hyperparameters, batch sizes and schedule of the paper's App. C.4."""
 
 from importlib import resources
 

@@ -9,7 +9,7 @@ from lhl.engine.trainer import NonFiniteLossError, Trainer
 
 NAN_PLUGIN = '''
 import torch
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import METHODS
 
 
@@ -38,7 +38,7 @@ USER_PLUGIN = '''
 import torch
 from lhl.data.base import TaskSpec
 from lhl.data.synthetic_benchmark import SyntheticBenchmark
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import BENCHMARKS, METHODS, TASKS
 from lhl.tasks import RegressionTask
 

@@ -1,4 +1,4 @@
-"""Tests of the paper variant of the HAD losses (lhl.losses.had; SPEC §3).
+"""Tests of the paper variant of the HAD losses (lhl.losses.had; HAD paper Sec. 4).
 
 Expected values are literals worked out by hand (the computation is in a comment next to each),
 or come from a deliberately naive per-image / per-group loop written here, independent of the
@@ -72,7 +72,8 @@ def test_db_batch_of_two_with_different_occupancy():
 
 
 def _naive_db(ell, groups, mean, eps):
-    """Per-image, per-group loops: the definition of SPEC §3, written independently."""
+    """Per-image, per-group loops: eq. 6 averaged over the non-empty groups (docs/deviations.md),
+    written independently."""
     per_image = []
     for b in range(ell.shape[0]):
         vals = []

@@ -1,9 +1,9 @@
-"""Tests of the reference-code variant of the HAD losses (lhl.losses.had_reference; SPEC §3).
+"""Tests of the reference-code variant of the HAD losses (lhl.losses.had_reference).
 
-Every expected value is a literal worked out by hand from SPEC §3's wording; the computation
-is written in a comment next to it. Sobel with zero padding on a 1×W map (used a lot below):
-the rows above and below are zero, so G_v = 0 and G_h(j) = 2·(x[j−1] − x[j+1]) with
-x[−1] = x[W] = 0, hence G(j) = 2·|x[j−1] − x[j+1]|.
+Every expected value is a literal worked out by hand from the wording of items 1-8 in
+docs/deviations.md; the computation is written in a comment next to it. Sobel with zero padding
+on a 1×W map (used a lot below): the rows above and below are zero, so G_v = 0 and
+G_h(j) = 2·(x[j−1] − x[j+1]) with x[−1] = x[W] = 0, hence G(j) = 2·|x[j−1] − x[j+1]|.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_item3_zero_and_nan_entries_are_excluded():
     l_db, l_sg = reference_segmentation_terms(lp, label, 0.5)
     assert l_db.item() == pytest.approx(2.0167321273107124, rel=1e-12)
     # the NaN reaches the Sobel map, its min/max are NaN, no pixel is an edge: L_sg = 0
-    # (SPEC item 4: a sum over the edge pixels, so the NaN pixel is not summed)
+    # (item 4: a sum over the edge pixels, so the NaN pixel is not summed)
     assert l_sg.item() == 0.0
 
 

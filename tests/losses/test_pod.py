@@ -1,4 +1,4 @@
-"""POD (PLOP; SPEC §4): embeddings and distances against hand-computed values."""
+"""POD (PLOP; HAD paper App. E): embeddings and distances against hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The replay buffer (SPEC §4): reservoir statistics, herding, rebalancing, joint flips, state."""
+"""The replay buffer (docs/deviations.md, "Replay buffer"): reservoir statistics, herding,
+rebalancing, joint flips, state."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DER (SPEC §4): reservoir insertion of raw outputs, the replay MSE, gradients, end to end."""
+"""DER (HAD paper App. C.3): reservoir insertion of raw outputs, the replay MSE, gradients, end to
+end."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from lhl.config import ConfigError, load_config, resolve_method
 from lhl.engine.checkpoint import load_checkpoint
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 

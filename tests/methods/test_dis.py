@@ -1,4 +1,4 @@
-"""DIS, naive self-distillation (eq. 3; SPEC §3): composition, options, end to end."""
+"""DIS, naive self-distillation (eq. 3): composition, options, end to end."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lhl.config import ConfigError, load_config, resolve_method
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 

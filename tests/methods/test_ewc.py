@@ -1,4 +1,5 @@
-"""EWC (SPEC §4): Fisher by hand on a linear model, the quadratic penalty, modes, end to end."""
+"""EWC (HAD paper App. C.3): Fisher by hand on a linear model, the quadratic penalty, modes, end to
+end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from lhl.config import ConfigError, load_config, resolve_method
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.methods.ewc import EWC
-from lhl.methods.importance import encoder_parameters, quadratic_penalty, snapshot
+from lhl.methods.encoder_params import encoder_parameters, quadratic_penalty, snapshot
 
 
 class LinearNet(nn.Module):

@@ -1,6 +1,6 @@
-"""What SPG and SGP share (SPEC §4): with protection forced to 1 on the whole encoder, Adam and
-weight decay 1e-5, no encoder parameter or buffer moves in phase 2 (bit-exact) while the new head
-learns."""
+"""What SPG and SGP share (docs/deviations.md): with protection forced to 1 on the whole encoder,
+Adam and weight decay 1e-5, no encoder parameter or buffer moves in phase 2 (bit-exact) while the
+new head learns."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lhl.engine.trainer import Trainer
-from lhl.methods.importance import encoder_parameters
+from lhl.methods.encoder_params import encoder_parameters
 from lhl.methods.sgp import SGP, encoder_convs
 from lhl.methods.spg import SPG
 from lhl.registry import METHODS

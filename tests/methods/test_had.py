@@ -1,4 +1,4 @@
-"""HAD method (eqs. 4-10; SPEC §3): loss composition, switches, options, teacher, end to end."""
+"""HAD method (eqs. 4-10): loss composition, switches, options, teacher, end to end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lhl.config import ConfigError, resolve_method
 from lhl.engine.checkpoint import load_checkpoint
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.losses.had import db_had_loss, group_masks, sg_had_loss

@@ -1,5 +1,5 @@
-"""iCaRL-style replay (SPEC §4): herding selection at the end of a phase, rebalancing, stored
-sigmoid / post-processed outputs, the replay losses, end to end."""
+"""iCaRL-style replay (HAD paper App. C.3; docs/deviations.md): herding selection at the end of a
+phase, rebalancing, stored sigmoid / post-processed outputs, the replay losses, end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from lhl.config import ConfigError, load_config, resolve_method
 from lhl.engine.checkpoint import load_checkpoint
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.methods.buffer import herding

@@ -1,4 +1,5 @@
-"""LwF (SPEC §4): soft-target KL by hand, regression terms, zero at the teacher, end to end."""
+"""LwF (HAD paper App. C.3): soft-target KL by hand, regression terms, zero at the teacher, end to
+end."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from lhl.config import ConfigError, load_config, resolve_method
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.methods.lwf import soft_target_kl

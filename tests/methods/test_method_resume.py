@@ -1,7 +1,7 @@
 """Methods with state resume exactly: a run killed in the middle of phase 2 (after phase 1's
 checkpoint holds the method's Fisher / buffer / importances / bases) ends with the same
-performance.json as an uninterrupted run (SPEC §9), as tests/engine/test_resume.py does for
-vanilla."""
+performance.json as an uninterrupted run (docs/design.md, "Invariants"), as
+tests/engine/test_resume.py does for vanilla."""
 
 import json
 import os

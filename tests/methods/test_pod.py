@@ -1,4 +1,4 @@
-"""POD (PLOP; SPEC §4): zero at the teacher, gradient into the encoder only, end to end."""
+"""POD (PLOP; HAD paper App. E): zero at the teacher, gradient into the encoder only, end to end."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lhl.config import ConfigError, load_config, resolve_method
-from lhl.engine.context import StepOutput
+from lhl.engine.hooks import StepOutput
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
 from lhl.losses.pod import pod_loss

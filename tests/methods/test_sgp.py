@@ -1,6 +1,6 @@
-"""SGP (SPEC §4): streamed Gram matrices, rank, importance and basis extension by hand, the
-projection of gradients and of Adam's update, and an end-to-end run (the fully protected run is in
-test_gradient_space.py)."""
+"""SGP (HAD paper App. C.3): streamed Gram matrices, rank, importance and basis extension by hand,
+the projection of gradients and of Adam's update, and an end-to-end run (the fully protected run is
+in test_gradient_space.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""SPG (SPEC §4): importance by hand (standardise, |tanh|, max over heads and phases), the masked
-Adam update, and an end-to-end run (the fully protected run is in test_gradient_space.py)."""
+"""SPG (HAD paper App. C.3): importance by hand (standardise, |tanh|, max over heads and phases),
+the masked Adam update, and an end-to-end run (the fully protected run is in
+test_gradient_space.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch import nn
 from lhl.config import ConfigError, resolve_method
 from lhl.engine.events import read_events
 from lhl.engine.trainer import Trainer
-from lhl.methods.importance import soft_importance
+from lhl.methods.encoder_params import soft_importance
 from lhl.methods.spg import SPG
 
 SMALL, LARGE = math.tanh(1 / math.sqrt(3)), math.tanh(2 / math.sqrt(3))

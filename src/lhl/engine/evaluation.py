@@ -1,4 +1,5 @@
-"""Evaluation of every seen task on the full test set (SPEC §1, §5)."""
+"""Evaluation of every seen task on the full test set (HAD paper, Sec. 5.1 "Benchmarks"; the
+metrics of App. C.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a run was made with (``provenance.json``, SPEC §9)."""
+"""What a run was made with (``provenance.json``; its fields are listed in the README, "Run
+directory")."""
 
 from __future__ import annotations
 

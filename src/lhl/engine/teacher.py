@@ -1,4 +1,5 @@
-"""A frozen copy of the model (SPEC §1): the teacher for distillation methods."""
+"""A frozen copy of the model: the teacher for distillation methods (F^{t−1} in HAD paper Sec. 4.1,
+Fig. 2)."""
 
 from __future__ import annotations
 

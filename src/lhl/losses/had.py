@@ -1,8 +1,9 @@
-"""HAD loss functions, paper variant (Sec. 4, eqs. 4-10 of the HAD paper; SPEC §3).
+"""HAD loss functions, paper variant (Sec. 4, eqs. 4-10 of the HAD paper).
 
-Pure, stateless functions on per-pixel distillation loss maps. Notation (SPEC §3): for an old
-task j, ``loss_map`` is ℓ_j ∈ R^{B×H×W}, the per-pixel distillation loss between student and
-teacher outputs (SPEC §2), and the teacher output decides the groups of DB-HAD.
+Pure, stateless functions on per-pixel distillation loss maps. Notation (paper Sec. 4, eq. 7):
+for an old task j, ``loss_map`` is ℓ_j ∈ R^{B×H×W}, the per-pixel distillation loss between
+student and teacher outputs (App. C.4: the task's own loss, per pixel), and the teacher output
+decides the groups of DB-HAD.
 
 * :func:`group_masks` — group partition of DB-HAD (paper Sec. 4.2 "Group partition").
 * :func:`db_had_loss` — distribution-balanced loss L_db (eq. 6), batch-averaged (eq. 5).
@@ -13,7 +14,7 @@ teacher outputs (SPEC §2), and the teacher output decides the groups of DB-HAD.
 The total loss of eq. 4, L = L_new + α / (2(t−1)) Σ_{j<t} (L_db,j + L_sg,j), is assembled by the
 HAD method, not here.
 
-Decisions recorded in SPEC §3 / §10 (and ``docs/deviations.md``):
+Decisions (recorded in ``docs/deviations.md``, section "HAD"):
 
 * **Mean over non-empty groups.** Eq. 6 divides by C_j, but a group (e.g. a class absent from
   an image) with no pixel has an undefined geometric mean; L_db averages over the groups that
@@ -44,13 +45,10 @@ classes) and differentiable with respect to ``loss_map``.
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from lhl.losses.had_common import as_float, check_map, check_number, no_autocast, sobel_raw
 
 __all__ = [
     "PADDINGS",
@@ -74,28 +72,9 @@ MEANS: tuple[str, ...] = ("geometric", "arithmetic")
 #: max − min ≤ CONSTANT_TOLERANCE · max(1, |max|).
 CONSTANT_TOLERANCE: float = 1e-6
 
-# Sobel kernels of eq. 8: G_h = [1, 2, 1]^T [1, 0, -1], G_v = [1, 0, -1]^T [1, 2, 1], applied as a
-# cross-correlation (see _sobel_raw). Convolution would flip the kernels, which only flips the
-# sign of each response; the magnitude sqrt(G_h^2 + G_v^2) is the same.
-
-
 # --------------------------------------------------------------------------------------------
-# helpers (shared with lhl.losses.had_reference)
+# helpers of this variant (those shared with lhl.losses.had_reference: lhl.losses.had_common)
 # --------------------------------------------------------------------------------------------
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; every other dtype (half, bfloat16, float32, ints) -> float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _as_float(x: Tensor, name: str) -> Tensor:
-    """``x`` in its computation dtype (float32 or float64); rejects non-tensors and complex."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.is_complex():
-        raise TypeError(f"{name} must be real-valued, got dtype {x.dtype}")
-    return x.to(_compute_dtype(x.dtype))
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -111,17 +90,6 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-@contextlib.contextmanager
-def _no_autocast(device: torch.device) -> Iterator[None]:
-    """Disable autocast on ``device`` (a no-op on device types autocast does not know)."""
-    try:
-        ctx = torch.autocast(device_type=device.type, enabled=False)
-    except (RuntimeError, ValueError):  # pragma: no cover - exotic device types
-        ctx = contextlib.nullcontext()
-    with ctx:
-        yield
-
-
 def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(
@@ -130,34 +98,13 @@ def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _check_number(value: object, name: str) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return out
-
-
-def _check_map(x: Tensor, name: str) -> Tensor:
-    """Validate a B×H×W map (B, H, W ≥ 1) and return it as float32/float64."""
-    x = _as_float(x, name)
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, H, W), got shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"{name} must be non-empty (B, H, W >= 1), got shape {tuple(x.shape)}")
-    return x
-
-
 def _per_image_minmax(x: Tensor) -> Tensor:
     """Min-max normalise each image of a (B, H, W) map to [0, 1].
 
     An image counts as constant when max − min ≤ 1e-6·max(1, |max|); it is mapped to all zeros
-    (SPEC §3) rather than dividing by (almost) zero. Differentiable (sub-gradient through the
-    arg-min/arg-max pixels); constant images get a zero gradient.
+    (docs/deviations.md, "Empty and constant cases") rather than dividing by (almost) zero.
+    Differentiable (sub-gradient through the arg-min/arg-max pixels); constant images get a zero
+    gradient.
     """
     lo = x.amin(dim=(-2, -1), keepdim=True)
     hi = x.amax(dim=(-2, -1), keepdim=True)
@@ -165,31 +112,6 @@ def _per_image_minmax(x: Tensor) -> Tensor:
     const = rng <= CONSTANT_TOLERANCE * hi.abs().clamp_min(1.0)
     safe = torch.where(const, torch.ones_like(rng), rng)
     return torch.where(const, torch.zeros_like(x), (x - lo) / safe)
-
-
-def _sobel_raw(x: Tensor, padding: str) -> Tensor:
-    """Un-normalised Sobel magnitude (eq. 8) of a float (B, H, W) map, same dtype.
-
-    Written as the separable form of the kernels (differences, then the [1, 2, 1] smoothing),
-    so that a constant map gives exactly 0 rather than rounding noise. The square root is
-    guarded so that the gradient is 0 (not NaN) where the magnitude is 0.
-    """
-    x4 = x.unsqueeze(1)  # (B, 1, H, W)
-    if padding == "replicate":
-        xp = F.pad(x4, (1, 1, 1, 1), mode="replicate")
-    else:  # "zeros"
-        xp = F.pad(x4, (1, 1, 1, 1), mode="constant", value=0.0)
-    xp = xp.squeeze(1)  # (B, H+2, W+2)
-    # G_h = [1, 2, 1]^T [1, 0, -1]: column difference (left - right), rows weighted 1, 2, 1.
-    dx = xp[:, :, :-2] - xp[:, :, 2:]  # (B, H+2, W)
-    gh = dx[:, :-2] + 2 * dx[:, 1:-1] + dx[:, 2:]
-    # G_v = [1, 0, -1]^T [1, 2, 1]: row difference (top - bottom), columns weighted 1, 2, 1.
-    dy = xp[:, :-2, :] - xp[:, 2:, :]  # (B, H, W+2)
-    gv = dy[:, :, :-2] + 2 * dy[:, :, 1:-1] + dy[:, :, 2:]
-    sq = gh.square() + gv.square()  # (B, H, W)
-    zero = sq == 0  # NaN stays NaN (it is not == 0)
-    root = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
-    return torch.where(zero, torch.zeros_like(sq), root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,8 +124,8 @@ def sobel_magnitude(x: Tensor, normalize: bool = True, padding: str = "replicate
 
     Args:
         x: (B, H, W) map, typically the per-pixel distillation loss ℓ_j (eq. 7).
-        normalize: min-max normalise G per image to [0, 1] (SPEC §3, on by default); an image
-            whose G is constant (max − min ≤ 1e-6·max(1, |max|)) gets G = 0 everywhere.
+        normalize: min-max normalise G per image to [0, 1] (on by default, docs/deviations.md);
+            an image whose G is constant (max − min ≤ 1e-6·max(1, |max|)) gets G = 0 everywhere.
         padding: ``"replicate"`` (default; a constant map has G = 0 everywhere) or ``"zeros"``
             (the authors' code; lights up the borders of any non-zero map).
 
@@ -214,9 +136,9 @@ def sobel_magnitude(x: Tensor, normalize: bool = True, padding: str = "replicate
     Kernels: G_h = [1, 2, 1]^T [1, 0, −1], G_v = [1, 0, −1]^T [1, 2, 1].
     """
     _check_choice(padding, "padding", PADDINGS)
-    x = _check_map(x, "x")
-    with _no_autocast(x.device):
-        g = _sobel_raw(x, padding)
+    x = check_map(x, "x")
+    with no_autocast(x.device):
+        g = sobel_raw(x, padding)
         return _per_image_minmax(g) if normalize else g
 
 
@@ -249,14 +171,14 @@ def group_masks(
         raise TypeError(f"num_groups must be an int >= 2, got {num_groups!r}")
     if num_groups < 2:
         raise ValueError(f"num_groups must be an int >= 2, got {num_groups!r}")
-    threshold = _check_number(threshold, "threshold")
-    t = _as_float(teacher, "teacher")
+    threshold = check_number(threshold, "threshold")
+    t = as_float(teacher, "teacher")
     if t.dim() != 4:
         raise ValueError(f"teacher must have shape (B, C, H, W), got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"teacher must be non-empty, got shape {tuple(t.shape)}")
     t = t.detach()
-    with _no_autocast(t.device):
+    with no_autocast(t.device):
         if kind == "classification":
             c = t.shape[1]
             label = t.argmax(dim=1)  # (B, H, W)
@@ -279,9 +201,9 @@ def db_had_loss(
     Per image x: L_db(x) = mean over the **non-empty** groups g of GM_g, where
     GM_g = exp(mean_{p∈g} log(ℓ(p) + ε)) (geometric mean; ``mean="arithmetic"`` — the Table 4
     ablation — uses mean_{p∈g} ℓ(p) instead). Eq. 6 divides by C_j; we divide by the number of
-    groups present in the image, because an empty group's geometric mean is undefined (SPEC §3).
-    An image with no non-empty group contributes 0. The result is the mean of L_db(x) over the
-    B images.
+    groups present in the image, because an empty group's geometric mean is undefined
+    (docs/deviations.md). An image with no non-empty group contributes 0. The result is the mean
+    of L_db(x) over the B images.
 
     Args:
         loss_map: (B, H, W) per-pixel distillation loss ℓ_j ≥ 0 (gradients flow into it).
@@ -297,10 +219,10 @@ def db_had_loss(
         because of empty groups, in value or gradient.
     """
     _check_choice(mean, "mean", MEANS)
-    eps = _check_number(eps, "eps")
+    eps = check_number(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps!r}")
-    x = _check_map(loss_map, "loss_map")
+    x = check_map(loss_map, "loss_map")
     if not isinstance(groups, Tensor):
         raise TypeError(f"groups must be a torch.Tensor, got {type(groups).__name__}")
     if groups.dim() != 4:
@@ -314,7 +236,7 @@ def db_had_loss(
     if groups.device != x.device:
         raise ValueError(f"groups is on {groups.device} but loss_map is on {x.device}")
     m = groups if groups.dtype == torch.bool else groups != 0
-    with _no_autocast(x.device):
+    with no_autocast(x.device):
         # Every reduction below runs in float64 (float32 on MPS); only the final scalar is cast to
         # x.dtype: a float32 sum over thousands of pixels depends on the summation order
         # (SIMD width, thread count); see _acc_dtype.
@@ -358,17 +280,17 @@ def sg_had_loss(
             detached copy, so gradients flow only through the averaged values.
         threshold: the edge threshold (config key ``edge_threshold``; k in eq. 9, "τ" in
             Appendix C.4/F), compared against the normalised G (paper settings 0.5-0.9).
-        normalize: per-image min-max normalisation of G before thresholding (SPEC §3).
+        normalize: per-image min-max normalisation of G before thresholding (docs/deviations.md).
         padding: ``"replicate"`` (default) or ``"zeros"``.
 
     Returns:
         0-dim tensor, float32 (half precision / bfloat16 input is upcast) or float64.
     """
     _check_choice(padding, "padding", PADDINGS)
-    threshold = _check_number(threshold, "threshold")
-    x = _check_map(loss_map, "loss_map")
-    with _no_autocast(x.device):
-        g = _sobel_raw(x.detach(), padding)
+    threshold = check_number(threshold, "threshold")
+    x = check_map(loss_map, "loss_map")
+    with no_autocast(x.device):
+        g = sobel_raw(x.detach(), padding)
         if normalize:
             g = _per_image_minmax(g)
         edge = g > threshold  # (B, H, W)
@@ -412,8 +334,8 @@ def had_terms(
     # Validate every option even for a disabled term, so a bad config fails early.
     _check_choice(mean, "mean", MEANS)
     _check_choice(padding, "padding", PADDINGS)
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
-    x = _check_map(loss_map, "loss_map")
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
+    x = check_map(loss_map, "loss_map")
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     if use_db:
         if groups is None:

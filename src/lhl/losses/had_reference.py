@@ -1,13 +1,15 @@
-"""HAD loss functions, reference-code variant (``variant: reference``; SPEC §3).
+"""HAD loss functions, reference-code variant (``variant: reference``; ``docs/deviations.md``,
+"Reference variant").
 
 The authors' released code differs from the paper in ways that matter to anyone reproducing
-their numbers. SPEC §3 lists these differences point by point; this module implements items 2-8
-as pure functions, literally, quirks included, and :func:`reference_total` implements item 1.
+their numbers. ``docs/deviations.md`` lists these differences point by point; this module
+implements items 2-8 as pure functions, literally, quirks included, and :func:`reference_total`
+implements item 1.
 Inputs follow the authors' conventions: the student's segmentation output enters as
 log-probabilities, normals as L2-normalised vectors; the teacher target is the argmax label
 (segmentation) or the post-processed output (regression, normals).
 
-Behaviours (SPEC §3 numbering):
+Behaviours (numbered as in ``docs/deviations.md``):
 
 1. No 1/(t−1) factor: L = L_new + α Σ_j ½(L_db,j + L_sg,j) (:func:`reference_total`; the HAD
    method adds L_new).
@@ -39,8 +41,9 @@ Behaviours (SPEC §3 numbering):
    if that number is 0 — the numerator is **not** masked. The count is over channel entries,
    not edge pixels: a masked pixel adds between 0 and 3 to it (see ``docs/deviations.md``).
 
-**Which per-pixel map feeds the Sobel edge mask** (SPEC leaves it open; we use the map the
-authors' code thresholds, which is each task's per-pixel distillation map):
+**Which per-pixel map feeds the Sobel edge mask** (an open point, decided in
+``docs/deviations.md``; we use the map the authors' code thresholds, which is each task's
+per-pixel distillation map):
 
 * segmentation: ℓ = −log p_student(argmax T) (the per-pixel NLL / CE at the teacher label);
 * depth and other regression tasks: ℓ = |S − T| averaged over channels (for the one-channel
@@ -48,14 +51,14 @@ authors' code thresholds, which is each task's per-pixel distillation map):
 * normals: ℓ = 1 − mean_c(S·T) = 1 − cos/3 (not 1 − cos: with zero padding the two give
   different border responses, so the choice is not cosmetic).
 
-**Multi-channel regression** (SPEC: "other regression tasks follow the depth rules"): item 5's
+**Multi-channel regression** (other regression tasks follow the depth rules): item 5's
 groups are taken element-wise on the (B, C, H, W) student output (literally "S > τ"), and item
 6's broadcast uses the channel mean of |S − T| with shape (B, 1, H, W), so the B×B broadcast
 happens for any channel count (the authors' code has only one-channel regression tasks).
 
 Not reproduced: the authors multiply regression/normal losses by a validity mask derived from
 the teacher output (teacher channel sum ≠ 0); a real-valued teacher output is almost never
-exactly zero, and SPEC §3 does not list it.
+exactly zero, so the mask would almost never change anything.
 
 All functions are vectorised (no Python loop over images or classes), upcast half precision to
 float32, run outside autocast and are differentiable in the student output.
@@ -68,7 +71,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lhl.losses.had import _as_float, _check_map, _check_number, _no_autocast, _sobel_raw
+from lhl.losses.had_common import as_float, check_map, check_number, no_autocast, sobel_raw
 
 __all__ = [
     "reference_edge_mask",
@@ -81,7 +84,7 @@ __all__ = [
 
 def _edge_mask(loss_map: Tensor, edge_threshold: float) -> Tensor:
     """Item 2 on an already validated float (B, H, W) map."""
-    g = _sobel_raw(loss_map.detach(), "zeros")
+    g = sobel_raw(loss_map.detach(), "zeros")
     lo = g.amin(dim=(-2, -1), keepdim=True)
     hi = g.amax(dim=(-2, -1), keepdim=True)
     norm = (g - lo) / (hi - lo)  # literally no tolerance: a constant G gives 0/0 = NaN
@@ -91,8 +94,8 @@ def _edge_mask(loss_map: Tensor, edge_threshold: float) -> Tensor:
 def _check_pair(
     student: Tensor, teacher: Tensor, channels: int | None = None
 ) -> tuple[Tensor, Tensor]:
-    s = _as_float(student, "student")
-    t = _as_float(teacher, "teacher")
+    s = as_float(student, "student")
+    t = as_float(teacher, "teacher")
     if s.dim() != 4:
         raise ValueError(f"student must have shape (B, C, H, W), got shape {tuple(s.shape)}")
     if s.numel() == 0:
@@ -124,9 +127,9 @@ def reference_edge_mask(loss_map: Tensor, edge_threshold: float) -> Tensor:
     Returns:
         Bool tensor (B, H, W).
     """
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
-    x = _check_map(loss_map, "loss_map")
-    with _no_autocast(x.device):
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
+    x = check_map(loss_map, "loss_map")
+    with no_autocast(x.device):
         return _edge_mask(x, edge_threshold)
 
 
@@ -151,8 +154,8 @@ def reference_segmentation_terms(
     Returns:
         ``(L_db, L_sg)`` 0-dim tensors (float32, or float64 for float64 input).
     """
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
-    lp = _as_float(student_logprob, "student_logprob")
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
+    lp = as_float(student_logprob, "student_logprob")
     if lp.dim() != 4 or lp.numel() == 0:
         raise ValueError(
             f"student_logprob must have non-empty shape (B, C, H, W), got {tuple(lp.shape)}"
@@ -176,7 +179,7 @@ def reference_segmentation_terms(
     lo, hi = int(label.min()), int(label.max())
     if lo < 0 or hi >= c:
         raise ValueError(f"teacher_label values must be in [0, {c}), got range [{lo}, {hi}]")
-    with _no_autocast(lp.device):
+    with no_autocast(lp.device):
         loss = -lp.gather(1, label.unsqueeze(1)).squeeze(1)  # (B, H, W), per-pixel NLL
         # Item 3: pooled per-class geometric means over non-zero, non-NaN entries.
         flat = loss.reshape(-1)
@@ -220,10 +223,10 @@ def reference_regression_terms(
     Returns:
         ``(L_db, L_sg)`` 0-dim tensors.
     """
-    group_threshold = _check_number(group_threshold, "group_threshold")
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
+    group_threshold = check_number(group_threshold, "group_threshold")
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
     s, t = _check_pair(student, teacher)
-    with _no_autocast(s.device):
+    with no_autocast(s.device):
         a = (s - t).abs()  # (B, C, H, W)
         zero = torch.zeros_like(a)
         l_db = a.new_zeros(())
@@ -266,10 +269,10 @@ def reference_normal_terms(
     Returns:
         ``(L_db, L_sg)`` 0-dim tensors.
     """
-    group_threshold = _check_number(group_threshold, "group_threshold")
-    edge_threshold = _check_number(edge_threshold, "edge_threshold")
+    group_threshold = check_number(group_threshold, "group_threshold")
+    edge_threshold = check_number(edge_threshold, "edge_threshold")
     s, t = _check_pair(student_unit, teacher_unit, channels=3)
-    with _no_autocast(s.device):
+    with no_autocast(s.device):
         p = s * t  # (B, 3, H, W)
         d = p.mean(dim=1)  # (B, H, W)
         m = s.mean(dim=1)
@@ -296,7 +299,7 @@ def reference_total(pairs: Sequence[tuple[Tensor, Tensor]], alpha: float) -> Ten
     Returns:
         0-dim tensor (a float32 zero when ``pairs`` is empty). The method adds L_new.
     """
-    alpha = _check_number(alpha, "alpha")
+    alpha = check_number(alpha, "alpha")
     total: Tensor | None = None
     for j, pair in enumerate(pairs):
         if len(pair) != 2:

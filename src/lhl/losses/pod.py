@@ -1,4 +1,5 @@
-"""POD: pooled outputs distillation (PLOP, Douillard et al., CVPR 2021, Sec. 3.1; SPEC §4).
+"""POD: pooled outputs distillation (PLOP, Douillard et al., CVPR 2021, Sec. 3.1; HAD paper
+App. E, Table 10).
 
 Plain functions in the style of ``torchvision.ops``. A feature map ``x [B,C,H,W]`` is squared
 element-wise, then described by pooled means:
@@ -18,7 +19,8 @@ drops leftover rows). Embeddings are not normalised (PLOP's default).
 Distances per image between student and teacher embeddings e_S, e_T ``[B,D]`` → ``[B]``:
 ``frobenius`` ‖e_S − e_T‖₂ (unsquared, PLOP), ``l1`` mean |e_S − e_T|, ``l2`` mean (e_S − e_T)²
 — "L2" read as the squared distance (MSE), since the HAD paper lists it apart from Frobenius
-(SPEC §10). :func:`pod_loss` averages the per-image distance over the batch and over layers.
+(docs/deviations.md). :func:`pod_loss` averages the per-image distance over the batch and over
+layers.
 """
 
 from __future__ import annotations

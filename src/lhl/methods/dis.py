@@ -1,10 +1,10 @@
-"""DIS: naive self-distillation (HAD paper, eq. 3; SPEC §3) — the baseline HAD improves on.
+"""DIS: naive self-distillation (HAD paper, eq. 3) — the baseline HAD improves on.
 
 At phase t ≥ 2 the frozen model of phase t−1 labels the phase-t images for every old task j,
 and the student minimises  L = L_new + α/(t−1) · Σ_{j<t} mean_pixels(ℓ_j),  where ℓ_j is task
-j's per-pixel distillation map against the teacher's pseudo-label (SPEC §2: CE against the
-argmax, |S−T| averaged over channels, 1−cos of unit normals) — every pixel weighted equally,
-which is what HAD's DB and SG terms replace.
+j's per-pixel distillation map against the teacher's pseudo-label (App. C.4; docs/deviations.md,
+"Per-pixel distillation maps": CE against the argmax, |S−T| averaged over channels, 1−cos of
+unit normals) — every pixel weighted equally, which is what HAD's DB and SG terms replace.
 
 Loss terms: ``dis/<task>``, already weighted. State: only the teacher, rebuilt at every
 ``before_phase`` (``state_dict`` is empty).

@@ -1,14 +1,14 @@
-"""Shared machinery of the teacher-based methods (HAD, DIS, and later LwF, POD …; SPEC §1, §7).
+"""Shared machinery of the teacher-based methods (HAD, DIS, and later LwF, POD …).
 
 :class:`DistillationMethod` keeps one frozen teacher — a copy of the whole model at the end of
 phase t−1 — and gives a method, for one batch, the student's and the teacher's raw outputs of
 every old task, with the teacher's encoder run **once** for all old heads (the authors' code
-recomputes the whole teacher once per old task; SPEC §7).
+recomputes the whole teacher once per old task; docs/deviations.md, "One teacher pass").
 
 The teacher is not part of a method's state: it is rebuilt from the model at
-:meth:`~lhl.methods.base.Method.before_phase`, and on resume the loop reloads phase t−1's
-checkpoint before calling it (SPEC §9), so the rebuilt teacher is the one an uninterrupted run
-would have had.
+:meth:`~lhl.engine.hooks.Method.before_phase`, and on resume the loop reloads phase t−1's
+checkpoint before calling it (docs/design.md, "Invariants"), so the rebuilt teacher is the one
+an uninterrupted run would have had.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from lhl.engine.context import Batch, RunContext, StepOutput
+from lhl.engine.hooks import Batch, Method, RunContext, StepOutput
 from lhl.engine.teacher import Teacher
-from lhl.methods.base import Method
 from lhl.tasks import Task
 
 
@@ -33,13 +32,15 @@ class OldTask(NamedTuple):
 
     @property
     def pseudo_label(self) -> Tensor:
-        """T_j post-processed into a target (argmax / L2-normalised / raw; SPEC §2)."""
+        """T_j post-processed into a target (argmax / L2-normalised / raw;
+        :meth:`lhl.tasks.Task.pseudo_label`)."""
         return self.task.pseudo_label(self.teacher)
 
 
 class DistillationMethod(Method):
     """Base class: a frozen teacher per phase t ≥ 2, and a student forward over every seen head
-    (one student encoder pass; the old heads keep training through distillation, SPEC §1)."""
+    (one student encoder pass; the old heads keep training through distillation, like the
+    decoders φ_j^t of HAD paper Sec. 4.1)."""
 
     teacher: Teacher | None = None
 

@@ -9,8 +9,8 @@ are never penalised —, either one term per past task with its own anchor (``of
 running Fisher F ← γF + F_t with the latest anchor (``online``).
 
 State: the Fisher diagonals and anchors (``{name: tensor}`` per past task, or one pair online).
-SPEC §10: the authors' Fisher estimator is unreleased; ours is the empirical mini-batch Fisher
-above, so Table 6's λ (1e3–1e10; NYUv2-R18: 1e9) transfers only approximately. The penalty's
+The authors' Fisher estimator is unreleased (docs/deviations.md); ours is the empirical mini-batch
+Fisher above, so Table 6's λ (1e3–1e10; NYUv2-R18: 1e9) transfers only approximately. The penalty's
 magnitude is logged as a loss term every epoch, and each Fisher's sum and max as ``ewc_fisher``.
 """
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.config.checks import check_fraction, check_nonnegative
-from lhl.methods.importance import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
+from lhl.methods.encoder_params import quadratic_penalty, snapshot, squared_gradients, task_losses, to_device
 from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 

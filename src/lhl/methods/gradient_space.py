@@ -1,5 +1,5 @@
-"""What SPG and SGP share: protecting the encoder by editing its *update* (SPEC §4, "The optimiser
-and SPG/SGP").
+"""What SPG and SGP share: protecting the encoder by editing its *update* (docs/deviations.md,
+"SPG/SGP act on the optimiser's update, with frozen BatchNorm").
 
 Both methods shrink, per element (SPG) or per direction (SGP), how far encoder parameters move in
 later phases. Adam divides each element's step by its own running gradient magnitude, so scaling
@@ -10,7 +10,7 @@ on the step the optimiser actually took: :meth:`before_step` snapshots the prote
 decay of ``torch.optim.Adam`` is part of U, so it is masked/projected too. ``apply_to: gradient``
 edits ``.grad`` after backward instead (the original papers' form, for plain SGD).
 
-From phase 2 on (SPEC §4):
+From phase 2 on (docs/deviations.md):
 - old task heads and the frozen encoder parameters (BatchNorm affine parameters, plus what the
   subclass freezes) get ``requires_grad = False`` before the phase's optimiser is built, so they
   are not in it at all: no loss, no Adam step, no weight-decay drift. The flags are restored at
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 
 ApplyTo = Literal["update", "gradient"]
 

@@ -1,6 +1,7 @@
-"""Joint training: the multi-task upper bound (SPEC §1)."""
+"""Joint training: the multi-task upper bound (HAD paper, Sec. 5.1; docs/deviations.md, "Joint
+training")."""
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import METHODS
 
 

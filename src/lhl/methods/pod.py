@@ -1,11 +1,12 @@
-"""POD: PLOP's pooled-outputs distillation of the encoder (Douillard et al., CVPR 2021; SPEC §4).
+"""POD: PLOP's pooled-outputs distillation of the encoder (Douillard et al., CVPR 2021; HAD paper
+App. E, Table 10).
 
 At phase t ≥ 2 the frozen model of phase t−1 runs on the phase-t images and its four encoder
 stage outputs (layer1–layer4) are distilled into the student's:
 L = L_new + λ · 1/4 Σ_l mean_b d(POD(h_l^S), POD(h_l^T)), with POD the Local (scales 1, 2, 4) or
 Global (scale 1) pooled embedding of the squared map and d the per-image distance (``frobenius``:
-unsquared L2 norm, PLOP's; ``l1``: mean absolute; ``l2``: mean squared — SPEC §10's reading of
-the paper's "L2" as MSE). The mathematics is in :mod:`lhl.losses.pod`. The paper's Table 10
+unsquared L2 norm, PLOP's; ``l1``: mean absolute; ``l2``: mean squared — docs/deviations.md's
+reading of the paper's "L2" as MSE). The mathematics is in :mod:`lhl.losses.pod`. The paper's Table 10
 variants: local × {frobenius, l1, l2}, global × {frobenius, l1}. Heads are not distilled, so
 the student runs only the new head (old heads get no loss).
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from lhl.config.checks import check_fraction, check_nonnegative, check_positive_int
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
-from lhl.methods.importance import to_device
+from lhl.methods.encoder_params import to_device
 from lhl.methods.options import check_choices
 from lhl.methods.sgp_math import conv_input_gram, project_out, update_bases
 from lhl.registry import METHODS

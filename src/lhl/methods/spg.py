@@ -5,14 +5,15 @@ After phase t < T (nothing would use importances computed after the last phase),
 task t's training data (model in eval mode) accumulates, for every encoder parameter, the summed
 gradient of (a) task t's own loss and (b) for each old head j, the sum of its raw outputs (SPG's
 label-free proxy for old tasks). Each gradient tensor is turned into an importance ``|tanh(z)|``
-with z its per-tensor standardisation
-(:func:`lhl.methods.importance.soft_importance`); the phase's importance is the element-wise max
-over heads, and the method keeps the running max over phases, γ ← max(γ, γ_t).
+with z its per-tensor standardisation (:func:`lhl.methods.encoder_params.soft_importance`); the
+phase's importance is the element-wise max over heads, and the method keeps the running max over
+phases, γ ← max(γ, γ_t).
 
 In later phases each encoder parameter's **update** is multiplied by (1 − γ) (shared machinery in
 :mod:`lhl.methods.gradient_space`: the step Adam took, weight decay included, is masked;
 ``apply_to: gradient`` masks ``.grad`` instead, the paper's form). Old heads and encoder BatchNorm
-affine parameters are frozen from phase 2 on, encoder BatchNorm statistics too (SPEC §4).
+affine parameters are frozen from phase 2 on, encoder BatchNorm statistics too
+(docs/deviations.md, "SPG/SGP act on the optimiser's update").
 
 State: ``importance`` ``{encoder param name: tensor}`` (the running max).
 """
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
-from lhl.methods.importance import encoder_parameters, soft_importance, summed_gradients, to_device
+from lhl.methods.encoder_params import encoder_parameters, soft_importance, summed_gradients, to_device
 from lhl.methods.options import check_choices
 from lhl.registry import METHODS
 

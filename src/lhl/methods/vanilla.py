@@ -1,6 +1,6 @@
-"""Vanilla: sequential fine-tuning, L = L_new (the paper's lower bound, SPEC §4)."""
+"""Vanilla: sequential fine-tuning, L = L_new (the paper's lower bound, Sec. 5.1)."""
 
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.registry import METHODS
 
 

@@ -3,8 +3,9 @@
 Every encoder returns the four stage outputs (layer1 … layer4) so feature-distillation
 methods (POD) can read them; heads use the last one. torchvision's BasicBlock refuses
 ``replace_stride_with_dilation``, so dilation is applied by editing the convolutions after
-construction (SPEC §7): layer3 and layer4 lose their stride, their 3×3 convolutions get
-dilation 2 and 4, the formerly strided conv half of that (1 and 2).
+construction (docs/deviations.md, "Dilation by editing convolutions"): layer3 and layer4 lose
+their stride, their 3×3 convolutions get dilation 2 and 4, the formerly strided conv half of that
+(1 and 2).
 """
 
 from __future__ import annotations

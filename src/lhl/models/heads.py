@@ -1,4 +1,4 @@
-"""DeepLab ASPP head (the V3 head of the authors' code; SPEC §7)."""
+"""DeepLab ASPP head (the V3 head of the authors' code; docs/deviations.md, "Model")."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class _ImagePooling(nn.Module):
     """Global average pool → 1×1 conv → ReLU, broadcast back.
 
     No BatchNorm here: on a 1×1 map with batch one it would see a single value per channel and
-    fail in training mode (SPEC §7 allows avoiding BN in this branch).
+    fail in training mode (docs/deviations.md, "Incomplete last batch").
     """
 
     def __init__(self, cin: int, cout: int) -> None:

@@ -1,4 +1,5 @@
-"""Where ImageNet encoder weights come from: a local file, or torch's hub cache (SPEC §7).
+"""Where ImageNet encoder weights come from: a local file, or torch's hub cache
+(docs/pretrained-weights.md).
 
 ``model.weights`` is either a path to a weight file or the word ``imagenet``, which means
 torchvision's ImageNet file for the configured encoder in ``torch.hub.get_dir()/checkpoints``

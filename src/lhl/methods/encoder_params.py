@@ -1,4 +1,4 @@
-"""Parameter bookkeeping over the shared encoder (SPEC §4): what EWC, SPG and SGP have in common.
+"""Parameter bookkeeping over the shared encoder: what EWC, SPG and SGP have in common.
 
 All three protect the **shared encoder** only (heads are per task): they name its trainable
 parameters, keep per-parameter tensors (anchors θ*, Fisher diagonals, importances) keyed by those
