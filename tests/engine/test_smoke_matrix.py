@@ -22,6 +22,7 @@ import math
 
 import pytest
 
+from lhl.cli import main
 from lhl.config import load_config
 from lhl.data.synthetic_benchmark import SyntheticBenchmark
 from lhl.engine.trainer import Trainer
@@ -45,17 +46,26 @@ def test_the_matrix_covers_the_known_methods_and_benchmarks():
     assert {"synthetic-nyu", "synthetic-city", "synthetic-taskonomy"} <= set(SYNTHETIC)
 
 
+@pytest.fixture(scope="module")
+def matrix_root(tmp_path_factory):
+    """Where the matrix keeps its runs (``<benchmark>/<order>/<method>-s0``) for the compare test."""
+    return tmp_path_factory.mktemp("matrix")
+
+
+def _order(benchmark: str, order: str) -> list[str]:
+    tasks = list(BENCHMARKS.get(benchmark).default_tasks)
+    return tasks[::-1] if order == "reversed" else tasks
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("order", ["default", "reversed"])
 @pytest.mark.parametrize("benchmark", SYNTHETIC)
 @pytest.mark.parametrize("method", METHOD_NAMES)
-def test_every_method_finishes_on_every_synthetic_benchmark(method, benchmark, order, tmp_path):
-    tasks = list(BENCHMARKS.get(benchmark).default_tasks)
-    if order == "reversed":
-        tasks.reverse()
+def test_every_method_finishes_on_every_synthetic_benchmark(method, benchmark, order, matrix_root):
+    tasks = _order(benchmark, order)
     config = load_config(preset="smoke", method=method,
                          overrides=[f"benchmark={benchmark}", f"tasks=[{','.join(tasks)}]"])
-    out = tmp_path / "run"
+    out = matrix_root / benchmark / order / f"{method}-s0"
     Trainer(config, out, quiet=True).run()
 
     assert (out / "summary.md").is_file()
@@ -71,3 +81,29 @@ def test_every_method_finishes_on_every_synthetic_benchmark(method, benchmark, o
         assert metrics, f"{task}: no metric"
         for name, value in metrics.items():
             assert isinstance(value, (int, float)) and math.isfinite(value), f"{task}.{name} = {value!r}"
+
+
+@pytest.mark.slow
+def test_compare_over_a_mixed_set_of_matrix_runs(matrix_root, capsys):
+    """``lhl compare`` over runs of every method, benchmark and order at once: one section per
+    (benchmark, order), one row per method. Runs the few it needs when the matrix did not run."""
+    runs = sorted(path.parent for path in matrix_root.glob("*/*/*/summary.md"))
+    if len(runs) < 6:
+        for benchmark, order, method in [("synthetic-nyu", "default", "vanilla"), ("synthetic-nyu", "default", "had"),
+                                         ("synthetic-nyu", "reversed", "vanilla"), ("synthetic-nyu", "reversed", "lwf"),
+                                         ("synthetic-city", "default", "vanilla"), ("synthetic-city", "default", "joint")]:
+            out = matrix_root / benchmark / order / f"{method}-s0"
+            if not (out / "summary.md").exists():
+                tasks = _order(benchmark, order)
+                Trainer(load_config(preset="smoke", method=method, overrides=[
+                    f"benchmark={benchmark}", f"tasks=[{','.join(tasks)}]"]), out, quiet=True).run()
+        runs = sorted(path.parent for path in matrix_root.glob("*/*/*/summary.md"))
+    capsys.readouterr()
+    assert main(["compare", *map(str, runs)]) == 0, capsys.readouterr().err
+    table = capsys.readouterr().out
+    sections = {(path.parent.parent.name, path.parent.name) for path in runs}
+    assert table.count("\n## ") + table.startswith("## ") == len(sections)
+    for benchmark, order in sections:
+        assert f"## {benchmark}: {' → '.join(_order(benchmark, order))}" in table
+    for method in {path.name[:-3] for path in runs}:
+        assert f"| {method} |" in table
