@@ -131,6 +131,11 @@ def test_device_and_logging_overrides(tmp_path, finished, monkeypatch):
     assert loaded.run.device == torch.device("cpu")
     with pytest.raises(ConfigError, match="device"):
         lhl.load_run(copy, device="tpu")
+    tree["device"] = "cuda:99"  # a device this machine does not have
+    (copy / "config.yaml").write_text(yaml.safe_dump(tree))
+    with pytest.raises(ConfigError, match=r"trained on device 'cuda:99'.*--device cpu"):
+        lhl.load_run(copy)
+    assert lhl.load_run(copy, device="cpu").phase == 3
 
 
 def test_real_benchmark_run_without_its_data_or_weight_file(tmp_path):

@@ -25,7 +25,7 @@ from lhl.config.schema import RunConfig, build_dataclass
 from lhl.engine.build import Run, build_run, resolve_device
 from lhl.engine.checkpoint import checkpoint_path
 from lhl.engine.rundir import RunDirectory
-from lhl.errors import CheckpointError, RunDirectoryError
+from lhl.errors import CheckpointError, ConfigError, RunDirectoryError
 from lhl.models import MultiTaskNet
 from lhl.registry import BENCHMARKS, ENCODERS, load_builtins, load_plugins
 from lhl.tasks import Task
@@ -81,6 +81,12 @@ def load_run(path: str | Path, phase: int | None = None, device: str | None = No
         tree["data"]["root"] = str(data_root)
     tree.pop("logging", None)  # changes nothing here (and tensorboard need not be installed to load a run)
     config = build_dataclass(RunConfig, tree)
+    if device is None:
+        try:
+            resolve_device(config.device)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (the run was trained on device {config.device!r}; load it on another "
+                              "device with device='cpu', on the command line --device cpu)") from None
     assembly = copy.deepcopy(config)
     assembly.model.weights = None  # the checkpoint replaces the initial weights: their file is not needed
     run = build_run(assembly) if check_data else _assemble_without_data(assembly)
