@@ -1,4 +1,5 @@
-"""Command-line interface: ``lhl run``, ``lhl compare``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
+"""Command-line interface: ``lhl run``, ``lhl eval``, ``lhl predict``, ``lhl compare``, ``lhl list``,
+``lhl data preview``, ``lhl data check``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -46,7 +47,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help=SET_HELP)
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last completed phase (the config must match)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars or per-phase output")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress output (on a terminal: progress bars; otherwise one line per epoch) and no "
+                          "per-phase metrics")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also write loss terms per step and metrics per phase as TensorBoard event files to "
+                          "<out>/tensorboard/ (same as --set logging.tensorboard=true; needs pip install "
+                          "'lhl[tensorboard]')")
+
+    evaluate = sub.add_parser(
+        "eval", help="re-evaluate a finished run's checkpoint on the test split",
+        description="Load the checkpoint of a phase of a finished (or interrupted) run and evaluate every task "
+                    "seen by then on the whole test split, as the run did after that phase; prints the metrics "
+                    "like 'lhl run' does (with the run's batch size they equal performance.json's).")
+    evaluate.add_argument("run_dir", metavar="RUN", help="run directory (the --out of 'lhl run')")
+    evaluate.add_argument("--phase", type=int, metavar="T", help="phase to load (default: the last completed one)")
+    evaluate.add_argument("--split", default="test", metavar="SPLIT",
+                          help="split to evaluate; only 'test' for now (a validation split is planned)")
+    evaluate.add_argument("--batch-size", type=int, metavar="N",
+                          help="images per batch (default: the run's train.eval_batch_size, or 2 × batch_size; "
+                               "another value can change the last digits)")
+    evaluate.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: the run's device)")
+    evaluate.add_argument("--data-root", metavar="DIR", help="dataset directory, if it moved (default: the run's "
+                                                             "data.root)")
+    evaluate.add_argument("--json", action="store_true",
+                          help='print {"phase", "task", "metrics"} as JSON (the shape of a performance.json phase)')
+
+    predict = sub.add_parser(
+        "predict", help="run a finished run's model on image files and write colour-mapped predictions",
+        description="Run the model of a finished run on image files (PNG, JPEG; resized to the run's "
+                    "data.resolution and normalised as in training) and write, for every image and every task, "
+                    "<stem>_<task>.png: the prediction colour-mapped at the image's size (segmentation: a fixed "
+                    "palette; normals: RGB = (n+1)/2; depth and other tasks: first channel, min-max per image, "
+                    "viridis for depth, magma otherwise). With --raw also <stem>_<task>.npy: the post-processed "
+                    "prediction at the model's resolution ([H,W] class indices, or [C,H,W] values).")
+    predict.add_argument("run_dir", metavar="RUN", help="run directory (the --out of 'lhl run')")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--out", default="predictions", metavar="DIR",
+                         help="directory for the pictures (created; default: ./predictions)")
+    predict.add_argument("--raw", action="store_true", help="also write <stem>_<task>.npy, the raw predictions")
+    predict.add_argument("--phase", type=int, metavar="T", help="phase to load (default: the last completed one)")
+    predict.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: the run's device)")
 
     compare = sub.add_parser(
         "compare", help="tables of final metrics, Δ and mean rank across finished runs",
@@ -91,7 +132,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out DIR (the run directory to continue)")
-    config = load_config(args.config, args.preset, args.method, args.overrides)
+    overrides = args.overrides + (["logging.tensorboard=true"] if args.tensorboard else [])
+    config = load_config(args.config, args.preset, args.method, overrides)
     out = args.out
     if out is None:
         name = args.preset or (Path(args.config).stem if args.config else "synthetic-nyu-demo")
@@ -101,6 +143,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"\nperformance matrix ({performance['method']} on {performance['benchmark']}):")
     print(format_performance_matrix(performance))
     print(f"\nrun directory: {out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from lhl.engine.evaluation import EVAL_SPLITS, evaluate_run
+    from lhl.engine.loading import load_run
+    from lhl.report.tables import format_phase_metrics
+
+    if args.split not in EVAL_SPLITS:
+        raise ConfigError(f"--split: invalid value {args.split!r}; expected {' or '.join(EVAL_SPLITS)} (a validation "
+                          "split is not available yet)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size: invalid value {args.batch_size}; expected an integer >= 1")
+    loaded = load_run(args.run_dir, args.phase, args.device, data_root=args.data_root)
+    metrics = evaluate_run(loaded, args.split, args.batch_size, quiet=not sys.stderr.isatty())
+    if args.json:
+        print(json.dumps({"phase": loaded.phase, "task": loaded.label, "metrics": metrics}, indent=2))
+    else:
+        print(format_phase_metrics(loaded.phase, loaded.label, metrics))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from lhl.engine.loading import load_run
+    from lhl.engine.prediction import predict_images
+
+    loaded = load_run(args.run_dir, args.phase, args.device, check_data=False)
+    written = predict_images(loaded, args.images, args.out, raw=args.raw)
+    print(f"wrote {len(written)} files to {args.out} (phase {loaded.phase} of {args.run_dir})")
     return 0
 
 
@@ -171,7 +244,8 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "compare": _cmd_compare, "list": _cmd_list, "data": _cmd_data}
+    handlers = {"run": _cmd_run, "eval": _cmd_eval, "predict": _cmd_predict, "compare": _cmd_compare,
+                "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

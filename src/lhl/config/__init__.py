@@ -190,7 +190,7 @@ def resolve_method(config: RunConfig):
 
 
 # Keys that may differ between a run and its resumption without changing its results.
-RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "data.root")
+RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "data.root", "logging")
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

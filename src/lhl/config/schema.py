@@ -12,6 +12,7 @@ under ``method`` and are validated against the chosen method's own ``Options`` d
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -95,6 +96,23 @@ class TrainConfig:
             check_positive_int(self.keep_checkpoints, "train.keep_checkpoints")
 
 
+#: the message when ``logging.tensorboard`` is asked for without the package (also raised by
+#: :mod:`lhl.engine.tensorboard_log` when the installed package cannot be imported)
+TENSORBOARD_MISSING = ("logging.tensorboard: the tensorboard package is not installed; "
+                       "pip install 'lhl[tensorboard]'")
+
+
+@dataclass
+class LoggingConfig:
+    """Optional logs besides ``events.jsonl`` (which stays the record of a run)."""
+
+    tensorboard: bool = False  # loss terms per step, metrics per phase → RUN/tensorboard/ (needs lhl[tensorboard])
+
+    def __post_init__(self) -> None:
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError(TENSORBOARD_MISSING)
+
+
 @dataclass
 class RunConfig:
     benchmark: str = "synthetic-nyu"
@@ -106,6 +124,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def __post_init__(self) -> None:
         check_nonnegative_int(self.seed, "seed")

@@ -1,15 +1,25 @@
 """Evaluation of every seen task on the full test set (HAD paper, Sec. 5.1 "Benchmarks"; the
-metrics of App. C.1)."""
+metrics of App. C.1), during a run (:func:`evaluate`) and afterwards from a run directory
+(:func:`evaluate_run`, ``lhl eval``)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lhl.engine.seeding import worker_init_fn
+from lhl.errors import ConfigError
 from lhl.models import MultiTaskNet
 from lhl.tasks import Task
+
+if TYPE_CHECKING:
+    from lhl.engine.loading import LoadedRun
+
+#: the splits a finished run can be evaluated on (a validation split is planned)
+EVAL_SPLITS = ("test",)
 
 
 @torch.no_grad()
@@ -19,7 +29,8 @@ def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: t
     """Run the model once per batch for all ``tasks``, accumulate, compute once.
 
     ``should_stop`` is asked before every batch (an interrupted run stops evaluating; the caller
-    then discards the partial result). Returns ``{task: {metric: value}}``.
+    then discards the partial result). ``quiet`` hides the progress bar. Returns
+    ``{task: {metric: value}}``.
     """
     was_training = model.training
     model.eval()
@@ -36,3 +47,28 @@ def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: t
             task.update_metrics(accumulators[task.name], outputs[task.name].float(), target)
     model.train(was_training)
     return {name: accumulators[name].compute() for name in names}
+
+
+def evaluate_run(loaded: LoadedRun, split: str = "test", batch_size: int | None = None,
+                 quiet: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluate a loaded run's model (:func:`lhl.load_run`) on every task it has seen, on the
+    whole ``split``, exactly as the run did after that phase: same images, tasks, order and batch
+    size (``train.eval_batch_size``, default 2 × ``train.batch_size``), so the result equals the
+    phase's entry in ``performance.json`` on the same machine and device. Another ``batch_size``
+    can change the last digits (convolutions sum in another order)."""
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"--split: invalid value {split!r}; a finished run can be evaluated on: "
+                          f"{', '.join(EVAL_SPLITS)}")
+    train = loaded.config.train
+    if batch_size is None:
+        batch_size = train.eval_batch_size or 2 * train.batch_size
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: invalid value {batch_size}; expected an integer >= 1")
+    benchmark, device = loaded.run.benchmark, loaded.run.device
+    names = list(loaded.tasks)
+    dataset = benchmark.dataset(split, list(range(benchmark.num_images(split))), names)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=loaded.config.data.num_workers,
+                        generator=torch.Generator().manual_seed(0), worker_init_fn=worker_init_fn,
+                        pin_memory=device.type == "cuda", drop_last=False)
+    return evaluate(loaded.model, list(loaded.tasks.values()), loader, device, quiet,
+                    desc=f"eval phase {loaded.phase}")
