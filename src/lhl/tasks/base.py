@@ -167,7 +167,10 @@ class Task:
         tensor derived from the raw teacher output and the ``kind`` of
         :func:`lhl.losses.had.group_masks` that splits it (``"classification"``: one group per
         argmax channel; ``"regression"``: the per-image min-max normalised channel mean split at
-        the group threshold). Default: the post-processed pseudo-label, by value."""
+        the group threshold). Default: the post-processed pseudo-label, by value.
+
+        The task names the rule rather than returning the masks because :mod:`lhl.tasks` sits
+        below :mod:`lhl.losses` in the layering contract (``pyproject.toml``); HAD applies it."""
         return self.pseudo_label(teacher), "regression"
 
     def soft_distill_map(self, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
