@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lhl.config.schema import ConfigError, DataConfig
-from lhl.data.errors import DataError
+from lhl.errors import DataError
 from lhl.data.testing import write_mtan
 from lhl.registry import BENCHMARKS, load_builtins
 
@@ -53,7 +53,7 @@ def test_cityscapes_accepts_both_label_folders(tmp_path, folder):
     label = np.load(root / "train" / folder / "3.npy")
     assert torch.equal(item["segmentation"], torch.from_numpy(label).long())
     assert item["segmentation"].max() <= 6 and city.task_specs()["segmentation"].channels == 7
-    assert city.label_kinds["depth"] == "disparity"
+    assert city.make_task("depth").zoom == "inverse"  # disparity: multiplied by the zoom factor
 
 
 def test_resize_caps_and_imagenet_normalisation(nyuv2_root):

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from lhl.config.schema import ConfigError, DataConfig
-from lhl.data.errors import DataError
+from lhl.errors import DataError
 from lhl.data.taskonomy import CLASS_MAPS, TASK_ORDER, TINY_BUILDINGS, Taskonomy
 from lhl.data.testing import write_taskonomy
 

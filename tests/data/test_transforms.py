@@ -1,14 +1,15 @@
-"""Joint augmentation and resizing keep image and labels aligned (SPEC §6)."""
+"""Joint augmentation and resizing keep image and labels aligned; each label transforms as its task says."""
 
 import numpy as np
 import pytest
 import torch
 
 from lhl.data.testing import block_image, mtan_labels
-from lhl.data.transforms import (RandomScaleCrop, normalize_image, resize_label, resize_sample,
-                                 scale_crop_flip)
+from lhl.data.transforms import RandomScaleCrop, normalize_image, resize_sample, scale_crop_flip
+from lhl.tasks import DepthTask, NormalTask, RegressionTask, SegmentationTask
 
-KINDS = {"segmentation": "class", "depth": "depth", "normal": "normal"}
+TASKS = {"segmentation": SegmentationTask("segmentation", 13), "depth": DepthTask("depth"),
+         "normal": NormalTask("normal")}
 
 
 def _sample(size=(48, 64), block=8, seed=0):
@@ -40,7 +41,7 @@ def _expected(image):
 @pytest.mark.parametrize("scale, top, left, flip", [(1.0, 0, 0, True), (1.5, 5, 11, False), (1.2, 3, 7, True),
                                                     (1.5, 16, 21, True)])
 def test_crop_and_flip_keep_labels_aligned(scale, top, left, flip):
-    out = scale_crop_flip(_sample(), KINDS, scale, top, left, flip)
+    out = scale_crop_flip(_sample(), TASKS, scale, top, left, flip)
     assert out["image"].shape == (3, 48, 64) and out["segmentation"].shape == (48, 64)
     pure = _pure(out["image"])
     assert pure.float().mean() > 0.3
@@ -54,7 +55,7 @@ def test_crop_and_flip_keep_labels_aligned(scale, top, left, flip):
 
 def test_flip_negates_normal_x_exactly():
     sample = _sample()
-    out = scale_crop_flip(sample, KINDS, 1.0, 0, 0, True)
+    out = scale_crop_flip(sample, TASKS, 1.0, 0, 0, True)
     torch.testing.assert_close(out["normal"][0], -sample["normal"][0].flip(-1))
     torch.testing.assert_close(out["normal"][1:], sample["normal"][1:].flip(-1))
     assert torch.equal(out["segmentation"], sample["segmentation"].flip(-1))
@@ -62,9 +63,9 @@ def test_flip_negates_normal_x_exactly():
 
 def test_depth_divided_disparity_multiplied_invalid_kept():
     sample = _sample()
-    kinds = dict(KINDS, depth="disparity")
-    out_depth = scale_crop_flip(sample, KINDS, 1.5, 0, 0, False)["depth"]
-    out_disp = scale_crop_flip(sample, kinds, 1.5, 0, 0, False)["depth"]
+    city = dict(TASKS, depth=DepthTask("depth", zoom="inverse"))  # CityScapes' disparity
+    out_depth = scale_crop_flip(sample, TASKS, 1.5, 0, 0, False)["depth"]
+    out_disp = scale_crop_flip(sample, city, 1.5, 0, 0, False)["depth"]
     valid = out_depth != 0
     assert torch.equal(valid, out_disp != 0) and 0 < valid.float().mean() < 1
     torch.testing.assert_close(out_disp[valid], out_depth[valid] * 1.5 * 1.5)
@@ -74,7 +75,7 @@ def test_random_scale_crop_draws_scales_and_flips():
     torch.manual_seed(0)
     sample = _sample(size=(30, 40))
     augment = RandomScaleCrop()
-    outs = [augment(sample, KINDS) for _ in range(40)]
+    outs = [augment(sample, TASKS) for _ in range(40)]
     unchanged = sum(torch.equal(o["image"], sample["image"]) for o in outs)
     flipped = sum(torch.equal(o["image"], sample["image"].flip(-1)) for o in outs)
     assert unchanged > 0 and flipped > 0 and unchanged + flipped < 40  # some scale > 1 happened
@@ -87,23 +88,23 @@ def test_random_scale_crop_draws_scales_and_flips():
 def test_masked_resize_never_leaks_invalid_values():
     depth = torch.full((1, 8, 8), 2.0)
     depth[:, :, :4] = 0  # left half invalid
-    small = resize_label(depth, "depth", (4, 4))
+    small = DepthTask("depth").resize_label(depth, (4, 4))
     assert torch.equal(small[0, :, :2], torch.zeros(4, 2))
     torch.testing.assert_close(small[0, :, 2:], torch.full((4, 2), 2.0))
     dense = torch.ones(1, 8, 8)
     dense[0, 0, 0] = float("nan")
-    out = resize_label(dense, "dense", (16, 16))
+    out = RegressionTask("dense", 1).resize_label(dense, (16, 16))
     assert torch.isnan(out).sum() == 4 and torch.allclose(out[~torch.isnan(out)], torch.tensor(1.0))
     normal = torch.zeros(3, 8, 8)
     normal[2] = 1.0
     normal[:, 0] = 0
-    up = resize_label(normal, "normal", (16, 16))
+    up = NormalTask("normal").resize_label(normal, (16, 16))
     assert torch.equal(up[:, :2], torch.zeros(3, 2, 16))
     torch.testing.assert_close(up[:, 2:].norm(dim=0), torch.ones(14, 16))
 
 
 def test_resize_sample_and_normalize():
-    out = resize_sample(_sample(), KINDS, (24, 32))
+    out = resize_sample(_sample(), TASKS, (24, 32))
     assert out["image"].shape == (3, 24, 32) and out["segmentation"].dtype == torch.int64
     assert set(out["segmentation"].unique().tolist()) <= set(range(-1, 13))
     image = torch.full((3, 2, 2), 0.5)

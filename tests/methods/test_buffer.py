@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from lhl.methods.buffer import ReplayBuffer, herding
+from lhl.tasks import NormalTask
 
 
 def ids(buffer):
@@ -63,7 +64,7 @@ def test_select_rebalances_evenly_keeping_each_tasks_best():
 
 
 def test_sample_flips_image_and_map_together_and_negates_normal_x():
-    buffer = ReplayBuffer(4, seed=0, mirror={"normal": [0]})
+    buffer = ReplayBuffer(4, seed=0, known_tasks={"normal": NormalTask("normal")})
     image = torch.tensor([[1.0, 2.0]]).expand(3, 1, 2)  # [3,1,2]: left 1, right 2
     target = torch.tensor([[[1.0, 3.0]], [[5.0, 7.0]], [[0.5, 0.25]]])  # [3,1,2]: x, y, z channels
     buffer.add(image[None], "normal", target[None])
@@ -97,11 +98,11 @@ def test_sample_groups_by_task_and_is_empty_safe():
 
 
 def test_state_dict_round_trip_continues_identically(tmp_path):
-    buffer = ReplayBuffer(4, seed=3, mirror={"n": [0]})
+    buffer = ReplayBuffer(4, seed=3, known_tasks={"n": NormalTask("n")})
     buffer.reservoir(torch.rand(9, 3, 2, 2), "n", torch.rand(9, 3, 2, 2))
     path = tmp_path / "state.pt"
     torch.save(buffer.state_dict(), path)
-    other = ReplayBuffer(4, seed=99, mirror={"n": [0]})
+    other = ReplayBuffer(4, seed=99, known_tasks={"n": NormalTask("n")})
     other.load_state_dict(torch.load(path, weights_only=True))
     a, b = buffer.sample(3), other.sample(3)
     assert torch.equal(a.images, b.images) and other.seen == 9 and other.tasks == buffer.tasks

@@ -8,15 +8,23 @@ import pytest
 import torch
 
 from lhl.metrics import (
-    HIGHER_IS_BETTER,
     DepthMetrics,
     LossMetric,
     NormalMetrics,
     SegmentationMetrics,
 )
+from lhl.tasks import DepthTask, NormalTask, RegressionTask, SegmentationTask
 
 
 def test_higher_is_better_table():
+    # the directions the built-in tasks declare for the metric keys of these accumulators
+    tasks = [SegmentationTask("s", 4), SegmentationTask("s", 4, metric="loss"), DepthTask("d"),
+             DepthTask("d", metric="loss"), NormalTask("n"), NormalTask("n", metric="loss"),
+             RegressionTask("r", 1)]
+    HIGHER_IS_BETTER = {}
+    for task in tasks:
+        for metric, higher in task.higher_is_better.items():
+            assert HIGHER_IS_BETTER.setdefault(metric, higher) == higher  # one direction per key
     assert HIGHER_IS_BETTER == {
         "miou": True,
         "pixel_acc": True,

@@ -23,6 +23,7 @@ from lhl.metrics import (
     relative_improvement,
     task_relative_improvement,
 )
+from lhl.tasks import DepthTask, NormalTask, RegressionTask, SegmentationTask
 
 DIRS = {
     "segmentation": {"miou": True, "pixel_acc": True},
@@ -152,7 +153,9 @@ def test_directions_for():
         "depth": {"abs_err": 1.0, "rel_err": 1.0},
         "edge_occlusion": {"loss": 1.0},
     }
-    assert directions_for(result) == {
+    tasks = {"segmentation": SegmentationTask("segmentation", 13), "normal": NormalTask("normal"),
+             "depth": DepthTask("depth"), "edge_occlusion": RegressionTask("edge_occlusion", 1)}
+    assert directions_for(result, tasks) == {
         "segmentation": {"miou": True, "pixel_acc": True},
         "normal": {"mean": False, "median": False, "within_11.25": True, "within_22.5": True,
                    "within_30": True},
@@ -160,7 +163,7 @@ def test_directions_for():
         "edge_occlusion": {"loss": False},
     }
     with pytest.raises(KeyError, match="bogus"):
-        directions_for({"depth": {"bogus": 1.0}})
+        directions_for({"depth": {"bogus": 1.0}}, tasks)
 
 
 # 3-phase matrix: depth (phase 0) -> segmentation (phase 1) -> normal (phase 2)
@@ -246,7 +249,9 @@ def test_performance_helpers():
     assert final == MATRIX[2]
     final["depth"]["abs_err"] = 123.0  # a copy: the input is not modified
     assert PERFORMANCE["phases"][2]["metrics"]["depth"]["abs_err"] == 0.6
-    assert forgetting(matrix, directions_for(final_result(PERFORMANCE))) == pytest.approx(
+    tasks = {"depth": DepthTask("depth"), "segmentation": SegmentationTask("segmentation", 13),
+             "normal": NormalTask("normal")}
+    assert forgetting(matrix, directions_for(final_result(PERFORMANCE), tasks)) == pytest.approx(
         {"depth": 20.0, "segmentation": -2.5}
     )
     with pytest.raises(KeyError, match="phases"):

@@ -4,8 +4,8 @@ from lhl.data import synthetic_benchmark  # noqa: F401  (registers the synthetic
 from lhl.data import cityscapes, nyuv2, taskonomy  # noqa: F401  (register the paper's benchmarks)
 from lhl.config.schema import DataConfig
 from lhl.data.base import Benchmark, TaskSpec
-from lhl.data.errors import DataError
 from lhl.data.splits import phase_chunks
+from lhl.errors import DataError
 from lhl.registry import BENCHMARKS
 
 

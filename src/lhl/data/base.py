@@ -33,7 +33,10 @@ NOT_DATA = ("root", "num_workers")
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How a benchmark's task is built: the registered task type, channels and options."""
+    """How a benchmark's task is built: the registered task type (a name in
+    :data:`lhl.registry.TASKS`), its output channels and its keyword options — e.g.
+    ``TaskSpec("depth", 1, {"zoom": "inverse"})`` for CityScapes' disparity. The task object
+    (:meth:`Benchmark.make_task`) then says how the label is validated, resized and augmented."""
 
     type: str
     channels: int

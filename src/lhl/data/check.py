@@ -5,7 +5,8 @@ pixels after decoding (in the units the loader produces) and the fraction of inv
 then every problem found — missing index or file, unreadable file (e.g. a truncated PNG),
 shape mismatch with the image, NaN values, labels outside the class range, files with no
 matching image — each with its path. It uses the loaders' own decoders, so a dataset that
-checks clean loads clean, and the loaders raise the same messages.
+checks clean loads clean, and the loaders raise the same messages; which pixels are valid is
+each task's own :meth:`~lhl.tasks.Task.valid_mask`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 from lhl.data.disk import SPLITS, FileBenchmark, cap_indices
-from lhl.data.errors import DataError, Problem, shape_text
-from lhl.data.transforms import valid_mask
+from lhl.data.readers import Problem, shape_text
+from lhl.errors import DataError
+from lhl.tasks import Task
 
 
 @dataclass
@@ -32,16 +34,17 @@ class TaskStats:
     invalid: int = 0
     pixels: int = 0
 
-    def add(self, value, kind: str | None, raw_shape: tuple[int, ...], raw_dtype: str) -> None:
+    def add(self, value, task: Task | None, raw_shape: tuple[int, ...], raw_dtype: str) -> None:
+        """Count one decoded file: an image (``task`` None) or ``task``'s label."""
         self.files += 1
         self.shapes[shape_text(raw_shape)] += 1
         self.dtypes[raw_dtype] += 1
-        if kind is None:
+        if task is None:
             valid_values = value
             self.pixels += value.shape[-1] * value.shape[-2]
         else:
-            valid = valid_mask(value, kind)
-            valid_values = value[valid] if kind == "class" else value[:, valid]
+            valid = task.valid_mask(value)  # [H,W], whether the label is [H,W] or [C,H,W]
+            valid_values = value[..., valid]
             self.invalid += int((~valid).sum())
             self.pixels += valid.numel()
         if valid_values.numel():
@@ -97,7 +100,7 @@ def _as_problem(error: DataError) -> Problem:
 def check_dataset(benchmark: FileBenchmark, limit: int | None = None) -> CheckReport:
     """Scan every split and task of ``benchmark`` (at most ``limit`` images per split)."""
     report = CheckReport(benchmark.name, str(benchmark.root))
-    tasks = list(benchmark.task_specs())
+    tasks = [benchmark.make_task(name) for name in benchmark.task_specs()]
     for split in SPLITS:
         try:
             entries, structural = benchmark.scan(split)
@@ -134,20 +137,20 @@ def _check_images(benchmark: FileBenchmark, report: CheckReport, split: str,
     return sizes
 
 
-def _check_task(benchmark: FileBenchmark, report: CheckReport, split: str, task: str, chosen: list[Hashable],
+def _check_task(benchmark: FileBenchmark, report: CheckReport, split: str, task: Task, chosen: list[Hashable],
                 entries: list[Hashable], sizes: dict[Hashable, tuple[int, int]]) -> None:
-    kind = benchmark.label_kinds[task]
+    name = task.name
     try:
-        benchmark.label_path(split, chosen[0], task)
-        strays = benchmark.stray_files(split, task, entries)
+        benchmark.label_path(split, chosen[0], name)
+        strays = benchmark.stray_files(split, name, entries)
     except DataError as error:  # the task's folder is missing
         report.add_problem(_as_problem(error))
         return
-    stats = report.stats.setdefault((split, task), TaskStats())
+    stats = report.stats.setdefault((split, name), TaskStats())
     for entry in chosen:
-        path = benchmark.label_path(split, entry, task)
+        path = benchmark.label_path(split, entry, name)
         try:
-            decoded = benchmark.decode_label(task, path)
+            decoded = benchmark.decode_label(name, path)
         except DataError as error:
             report.add_problem(_as_problem(error))
             continue
@@ -156,6 +159,6 @@ def _check_task(benchmark: FileBenchmark, report: CheckReport, split: str, task:
             report.add_problem(Problem(str(path), f"shape mismatch: expected {shape_text(sizes[entry])} (the image's "
                                                   f"size), found {shape_text(size)}"))
             continue
-        stats.add(decoded.value, kind, decoded.raw_shape, decoded.raw_dtype)
+        stats.add(decoded.value, task, decoded.raw_shape, decoded.raw_dtype)
     for item in strays:
         report.add_problem(item)

@@ -3,9 +3,9 @@
 ``root/{train,val}/{image,label_7,depth}/<i>.npy``: 2975 training and 500 test images at
 128×256; 7-class segmentation (``-1`` = ignore) from ``label_7`` — some copies name that
 folder ``label``, which is used when ``label_7`` is absent — and "depth", which is
-disparity (inverse depth), 0 = invalid. Because it is disparity, the optional augmentation
-multiplies it by the zoom factor instead of dividing (:mod:`lhl.data.transforms`). See
-:mod:`lhl.data.mtan` for the file format.
+disparity (inverse depth), 0 = invalid. Because it is disparity, its task is
+``DepthTask(zoom="inverse")``: the optional augmentation multiplies it by the zoom factor
+instead of dividing (:mod:`lhl.data.transforms`). See :mod:`lhl.data.mtan` for the file format.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ class CityScapes(MTANBenchmark):
     layout = "root/{train,val}/{image,label_7 (or label),depth}/<i>.npy"
     num_classes = 7
     folders = {"segmentation": ("label_7", "label"), "depth": ("depth",)}
-    label_kinds = {"segmentation": "class", "depth": "disparity"}
 
     def task_specs(self) -> dict[str, TaskSpec]:
         return {"segmentation": TaskSpec("segmentation", self.num_classes, {"ignore_index": -1}),
-                "depth": TaskSpec("depth", 1)}
+                "depth": TaskSpec("depth", 1, {"zoom": "inverse"})}

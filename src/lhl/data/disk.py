@@ -1,11 +1,14 @@
 """What the on-disk benchmarks (NYUv2, CityScapes, Taskonomy) share.
 
 A :class:`FileBenchmark` lists a split's images once (``entries``), maps an entry and a task
-to the label file's path, and decodes one file into the label convention of
-:mod:`lhl.tasks.base` at its stored size. :class:`FileDataset` assembles items from that:
-it opens the image and **only the requested tasks' label files** (paper §3), checks each label
-against the image's size, resizes to ``data.resolution``, applies the optional augmentation
-(training split, ``data.augment``) and the optional ImageNet normalisation. ``lhl data
+to the label file's path, and decodes one file into the label convention of the task (its
+:meth:`~lhl.tasks.Task.valid_mask`; :mod:`lhl.tasks.base`) at its stored size.
+:class:`FileDataset` assembles items from that: it opens the image and **only the requested
+tasks' label files** (HAD paper, Sec. 5.1: "the labels of other tasks are inaccessible"), checks
+each label against the image's size, resizes to ``data.resolution``, applies the optional
+augmentation (training split, ``data.augment``) and the optional ImageNet normalisation; the
+task objects (:meth:`~lhl.data.base.Benchmark.make_task`) say how each label resizes, zooms and
+flips. ``lhl data
 check`` drives the same decoders over every file (:mod:`lhl.data.check`).
 
 ``data.train_size`` / ``data.test_size`` cap a split to that many images, chosen evenly
@@ -22,7 +25,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Hashable, Sequence
+from typing import ClassVar, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +34,10 @@ from torch.utils.data import Dataset
 
 from lhl.config.schema import ConfigError
 from lhl.data.base import Benchmark
-from lhl.data.errors import DataError, Problem, problem, shape_text
+from lhl.data.readers import Problem, problem, shape_text
 from lhl.data.transforms import RandomScaleCrop, normalize_image, resize_sample
+from lhl.errors import DataError
+from lhl.tasks import Task
 
 SPLITS = ("train", "test")
 #: files per split whose bytes the fingerprint samples, and the size of each sampled block
@@ -59,9 +64,6 @@ def cap_indices(count: int, cap: int | None) -> list[int]:
 
 class FileBenchmark(Benchmark):
     """Base class of benchmarks read from ``data.root``; subclasses fill in the layout."""
-
-    #: label kind of each task (see :mod:`lhl.data.transforms`)
-    label_kinds: ClassVar[dict[str, str]] = {}
 
     #: the directory layout, for error messages, e.g. ``root/{train,val}/{image,...}/<i>.npy``
     layout: ClassVar[str] = ""
@@ -176,7 +178,8 @@ class FileBenchmark(Benchmark):
         self.check_tasks(tasks)
         entries = self.entries(split)
         augment = split == "train" and self.data.augment
-        return FileDataset(self, split, [entries[i] for i in indices], tuple(tasks), augment)
+        return FileDataset(self, split, [entries[i] for i in indices], {name: self.make_task(name) for name in tasks},
+                           augment)
 
     def load(self, split: str, entry: Hashable, tasks: Sequence[str]) -> dict[str, Tensor]:
         """Image and the requested labels of one entry, at the stored size, validated."""
@@ -260,13 +263,13 @@ def _hash_file(digest, name: str, path: Path) -> None:
 
 
 class FileDataset(Dataset):
-    """Items of one split: the image plus only the requested tasks' labels."""
+    """Items of one split: the image plus only the requested tasks' labels (``tasks``: name → task,
+    which says how its label resizes and augments)."""
 
-    def __init__(self, benchmark: FileBenchmark, split: str, entries: list[Hashable], tasks: tuple[str, ...],
+    def __init__(self, benchmark: FileBenchmark, split: str, entries: list[Hashable], tasks: Mapping[str, Task],
                  augment: bool) -> None:
-        self.benchmark, self.split, self.entries, self.tasks = benchmark, split, entries, tasks
+        self.benchmark, self.split, self.entries, self.tasks = benchmark, split, entries, dict(tasks)
         self.size = tuple(int(v) for v in benchmark.data.resolution)
-        self.kinds = {task: benchmark.label_kinds[task] for task in tasks}
         self.augment = RandomScaleCrop() if augment else None
         self.normalize = benchmark.data.normalize == "imagenet"
 
@@ -274,10 +277,10 @@ class FileDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, item: int) -> dict[str, Tensor]:
-        sample = self.benchmark.load(self.split, self.entries[item], self.tasks)
-        sample = resize_sample(sample, self.kinds, self.size)
+        sample = self.benchmark.load(self.split, self.entries[item], tuple(self.tasks))
+        sample = resize_sample(sample, self.tasks, self.size)
         if self.augment is not None:
-            sample = self.augment(sample, self.kinds)
+            sample = self.augment(sample, self.tasks)
         if self.normalize:
             sample["image"] = normalize_image(sample["image"])
         return {key: value.contiguous() for key, value in sample.items()}

@@ -17,7 +17,7 @@ from typing import ClassVar, Hashable, Sequence
 import numpy as np
 
 from lhl.data.disk import Decoded, FileBenchmark, as_float, class_labels, to_tensor
-from lhl.data.errors import Problem, problem, read_npy, shape_text
+from lhl.data.readers import Problem, problem, read_npy, shape_text
 
 _INDEX = re.compile(r"^(\d+)\.npy$")
 
@@ -91,23 +91,25 @@ class MTANBenchmark(FileBenchmark):
         return Decoded(to_tensor(np.moveaxis(values, -1, 0)), raw.shape, str(raw.dtype))
 
     def decode_label(self, task: str, path: Path) -> Decoded:
+        """The file format of each of the benchmark's tasks (module docstring): ``segmentation`` is a
+        class map; every other task an ``H×W×C`` array with C its task's channels, ``depth`` ≥ 0
+        (0 = invalid), ``normal`` components in [-1, 1]."""
         raw = read_npy(path)
-        kind = self.label_kinds[task]
-        if kind == "class":
+        if task == "segmentation":
             if not (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1)):
                 raise problem(path, f"expected an H×W label map, found shape {shape_text(raw.shape)}")
             values = as_float(raw, path).reshape(raw.shape[:2])
             labels = class_labels(values, path, -1, self.num_classes - 1)
             return Decoded(to_tensor(labels), raw.shape, str(raw.dtype))
-        channels = 3 if kind == "normal" else 1
+        channels = self.task_specs()[task].channels
         if raw.ndim == 2 and channels == 1:
             values = as_float(raw, path)[..., None]
         elif raw.ndim == 3 and raw.shape[2] == channels:
             values = as_float(raw, path)
         else:
             raise problem(path, f"expected H×W×{channels} {task}, found shape {shape_text(raw.shape)}")
-        if kind in ("depth", "disparity") and values.size and values.min() < 0:
+        if task == "depth" and values.size and values.min() < 0:
             raise problem(path, f"negative {task} values (min {values.min():.4g}); 0 marks invalid pixels")
-        if kind == "normal" and values.size and np.abs(values).max() > 1.01:
+        if task == "normal" and values.size and np.abs(values).max() > 1.01:
             raise problem(path, f"normal components outside [-1, 1]: max |value| {np.abs(values).max():.4g}")
         return Decoded(to_tensor(np.moveaxis(values, -1, 0)), raw.shape, str(raw.dtype))

@@ -22,7 +22,6 @@ class NYUv2(MTANBenchmark):
     layout = "root/{train,val}/{image,label,depth,normal}/<i>.npy"
     num_classes = 13
     folders = {"segmentation": ("label",), "depth": ("depth",), "normal": ("normal",)}
-    label_kinds = {"segmentation": "class", "depth": "depth", "normal": "normal"}
 
     def task_specs(self) -> dict[str, TaskSpec]:
         return {"segmentation": TaskSpec("segmentation", self.num_classes, {"ignore_index": -1}),

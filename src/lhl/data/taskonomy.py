@@ -44,14 +44,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import ClassVar, Hashable, Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
 from lhl.config.schema import ConfigError
 from lhl.data.base import TaskSpec
 from lhl.data.disk import Decoded, FileBenchmark, class_labels, to_tensor
-from lhl.data.errors import Problem, problem, read_png, shape_text
+from lhl.data.readers import Problem, problem, read_png, shape_text
 from lhl.registry import BENCHMARKS
 
 TASK_ORDER = ("segmentation", "depth", "normal", "edge_occlusion", "reshading", "keypoints2d",
@@ -113,9 +113,6 @@ class Taskonomy(FileBenchmark):
     default_tasks = TASK_ORDER
     layout = "root/<domain>/<building>/point_<p>_view_<v>_domain_<domain>.png, images in domain rgb"
     reads_taskonomy_options = True
-    label_kinds: ClassVar[dict[str, str]] = {
-        **{task: "dense" for task in TASK_ORDER},
-        "segmentation": "class", "depth": "depth", "depth_euclidean": "depth", "normal": "normal"}
 
     def __init__(self, data, seed: int) -> None:
         super().__init__(data, seed)

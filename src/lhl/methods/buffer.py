@@ -1,6 +1,7 @@
-"""The replay buffer shared by DER and iCaRL (SPEC §4): images with their task and a stored map.
+"""The replay buffer shared by DER and iCaRL: images with their task and a stored map
+(docs/deviations.md, "Replay buffer (iCaRL, DER)").
 
-One buffer of ``size`` items in total (SPEC: 50). Each item is an image ``[3,H,W]``, the name of
+One buffer of ``size`` items in total (HAD paper, App. C.3: "the exemplar size is fixed at 50"). Each item is an image ``[3,H,W]``, the name of
 its task and a per-pixel target map ``[C_task,H,W]`` (DER: the head's raw output at insertion;
 iCaRL: sigmoid / post-processed output), kept in fp16 on the CPU (a 13×288×384 fp32 map is
 5.8 MB). Two ways in:
@@ -13,9 +14,9 @@ iCaRL: sigmoid / post-processed output), kept in fp16 on the CPU (a 13×288×384
   are chosen by :func:`herding` on globally pooled encoder features, or at random.
 
 :meth:`ReplayBuffer.sample` draws a replay mini-batch without replacement and augments each
-stored image and its map **jointly**: a horizontal flip with p = 0.5 of both, with the channels
-listed in ``mirror`` (the x component of surface normals) negated — the same flip the data
-layer applies to labels. Every random choice uses the buffer's own seeded generator, whose state
+stored image and its map **jointly**: a horizontal flip with p = 0.5 of both, the map flipped as
+its task flips outputs (:meth:`~lhl.tasks.Task.flip_output`: the x component of surface normals
+negated) — the same rule the data layer applies to labels. Every random choice uses the buffer's own seeded generator, whose state
 is part of :meth:`state_dict`, so a resumed run replays exactly what an uninterrupted one would.
 
 :func:`replay_loss` runs a replay mini-batch through the encoder once and each sample through its
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -34,10 +35,10 @@ from torch import Tensor, nn
 from lhl.config.checks import check_nonnegative, check_positive_int
 from lhl.methods.base import Method
 from lhl.methods.options import check_choices
-from lhl.tasks import NormalTask, Task
+from lhl.tasks import Task
 
 if TYPE_CHECKING:
-    from lhl.engine.context import RunContext
+    from lhl.engine.hooks import RunContext
 
 
 class Replay(NamedTuple):
@@ -64,10 +65,13 @@ def herding(features: Tensor, m: int) -> list[int]:
 
 
 class ReplayBuffer:
-    """Fixed-size buffer of (image, task, target map); see the module docstring."""
+    """Fixed-size buffer of (image, task, target map); see the module docstring.
 
-    def __init__(self, size: int = 50, seed: int = 0, mirror: dict[str, list[int]] | None = None) -> None:
-        self.size, self.mirror = int(size), dict(mirror or {})
+    ``known_tasks`` (the run's ``{name: Task}``) says how a stored map flips; a map of a task not
+    in it is only mirrored."""
+
+    def __init__(self, size: int = 50, seed: int = 0, known_tasks: Mapping[str, Task] | None = None) -> None:
+        self.size, self.known_tasks = int(size), dict(known_tasks or {})
         self.generator = torch.Generator().manual_seed(int(seed))
         self.images: list[Tensor] = []
         self.tasks: list[str] = []
@@ -139,9 +143,8 @@ class ReplayBuffer:
         for position, (i, flip) in enumerate(zip(order, flips.tolist())):
             image, target, task = self.images[i].float(), self.targets[i].float(), self.tasks[i]
             if augment and flip:
-                image, target = image.flip(-1), target.flip(-1)
-                for channel in self.mirror.get(task, []):
-                    target[channel] = -target[channel]
+                image = image.flip(-1)
+                target = self.known_tasks[task].flip_output(target) if task in self.known_tasks else target.flip(-1)
             images.append(image)
             by_task.setdefault(task, []).append((position, target))
         groups = {task: (torch.tensor([p for p, _ in items], device=device),
@@ -176,11 +179,6 @@ class ReplayOptions:
         check_positive_int(self.replay_batch, "method.replay_batch")
 
 
-def mirror_channels(tasks: dict[str, Task]) -> dict[str, list[int]]:
-    """Channels negated by a horizontal flip: the x component (channel 0) of surface normals."""
-    return {name: [0] for name, task in tasks.items() if isinstance(task, NormalTask)}
-
-
 def replay_loss(model: nn.Module, replay: Replay, per_sample: Callable[[str, Tensor, Tensor], Tensor]) -> Tensor:
     """Mean over the replayed samples of ``per_sample(task, student [k,C,H,W], stored [k,C,H,W]) → [k]``,
     each sample through **its own** head (one encoder pass for the whole replay batch)."""
@@ -200,7 +198,7 @@ class ReplayMethod(Method):
     buffer: ReplayBuffer
 
     def setup(self, ctx: RunContext) -> None:
-        self.buffer = ReplayBuffer(self.options.buffer_size, ctx.config.seed, mirror_channels(ctx.tasks))
+        self.buffer = ReplayBuffer(self.options.buffer_size, ctx.config.seed, ctx.tasks)
 
     def replay_term(self, ctx: RunContext, per_sample) -> dict[str, Tensor]:
         """``{name: weight · replay_loss}`` on a replay mini-batch, or ``{}`` while the buffer is empty."""

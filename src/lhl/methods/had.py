@@ -1,13 +1,18 @@
-"""HAD: heterogeneity-aware distillation (HAD paper, CVPR 2026, Sec. 4, eqs. 4–10; SPEC §3).
+"""HAD: heterogeneity-aware distillation (HAD paper, CVPR 2026, Sec. 4, eqs. 4–10).
 
 At phase t ≥ 2 the frozen model of phase t−1 labels the phase-t images for every old task j and
 the student minimises eq. 4, L = L_new + α/(2(t−1)) Σ_{j<t} (L_db,j + L_sg,j): DB-HAD (eq. 6)
 averages the geometric means of the per-pixel distillation loss ℓ_j over the teacher's
 pseudo-label groups, SG-HAD (eqs. 7–10) averages ℓ_j over the Sobel edges of the detached ℓ_j;
 both are batch means of per-image values (eq. 5). The mathematics is in :mod:`lhl.losses.had`.
+What DB-HAD groups each task's pixels by is the task's own declaration
+(:meth:`~lhl.tasks.Task.had_grouping`: the argmax class of the raw teacher logits for
+segmentation, value groups of the pseudo-label otherwise).
 ``variant: reference`` computes the terms as the authors' code does (:mod:`lhl.losses.had_reference`,
-SPEC §3 items 1–8: no 1/(t−1), batch-pooled groups and masks, student log-softmax / unit
-normals, zero-padded Sobel); it follows that code literally, so the paper-only options
+its items 1–8 and docs/deviations.md, "HAD": no 1/(t−1), batch-pooled groups and masks, student
+log-softmax / unit normals, zero-padded Sobel), with the authors' segmentation, normal or
+regression rule as each task declares (:attr:`~lhl.tasks.Task.had_reference_rule`); it follows
+that code literally, so the paper-only options
 (``eps``, ``group_mean``, ``regression_groups``, ``normalize_sobel``, ``sobel_padding``) must keep
 their defaults there, while ``use_db``/``use_sg`` apply to both variants.
 
@@ -29,7 +34,6 @@ from lhl.config.checks import check_fraction, check_nonnegative, check_positive
 from lhl.methods.distillation import DistillationMethod, OldTask
 from lhl.methods.options import check_choices, check_int_at_least
 from lhl.registry import METHODS
-from lhl.tasks import NormalTask
 
 
 @METHODS.register("had")
@@ -38,7 +42,7 @@ class HAD(DistillationMethod):
 
     @dataclass
     class Options:
-        alpha: float = 3.0  # α of eq. 4 (paper, SPEC §3 table: 3/20/100/1/1; NYUv2-R18 = 3)
+        alpha: float = 3.0  # α of eq. 4 (App. C.4: 3/20/100/1/1; NYUv2-R18 = 3)
         group_threshold: float = 0.5  # τ of Sec. 4 ("k" in App. C.4/F): regression group split
         edge_threshold: float = 0.9  # k of eq. 9 ("τ" in App. C.4/F): Sobel edge threshold
         eps: float = 1e-8  # ε > 0 in the geometric mean exp(mean log(ℓ + ε)) (eq. 6)
@@ -86,19 +90,21 @@ class HAD(DistillationMethod):
         return terms
 
     def _paper(self, old: OldTask):
-        o, kind, pseudo = self.options, old.task.kind, old.pseudo_label
-        loss_map = old.task.distill_map(old.student, pseudo)  # ℓ_j, [B,H,W]
-        # classification groups come from argmax of the raw logits (= the pseudo-label)
-        groups = group_masks(old.teacher if kind == "classification" else pseudo, kind,
-                             o.group_threshold, o.regression_groups) if o.use_db else None
+        o = self.options
+        loss_map = old.task.distill_map(old.student, old.pseudo_label)  # ℓ_j, [B,H,W]
+        groups = group_masks(*old.task.had_grouping(old.teacher), o.group_threshold,
+                             o.regression_groups) if o.use_db else None
         return had_terms(loss_map, groups, o.edge_threshold, use_db=o.use_db, use_sg=o.use_sg,
                          mean=o.group_mean, eps=o.eps, normalize=o.normalize_sobel, padding=o.sobel_padding)
 
     def _reference(self, old: OldTask):
-        o, pseudo = self.options, old.pseudo_label
-        if old.task.kind == "classification":
+        o, pseudo, rule = self.options, old.pseudo_label, old.task.had_reference_rule
+        if rule == "segmentation":  # the student enters as log-probabilities
             return reference_segmentation_terms(F.log_softmax(old.student, dim=1), pseudo, o.edge_threshold)
-        if isinstance(old.task, NormalTask):
+        if rule == "normal":  # ... as unit vectors
             return reference_normal_terms(old.task.postprocess(old.student), pseudo, o.group_threshold,
                                           o.edge_threshold)
-        return reference_regression_terms(old.student, pseudo, o.group_threshold, o.edge_threshold)
+        if rule == "regression":  # ... raw
+            return reference_regression_terms(old.student, pseudo, o.group_threshold, o.edge_threshold)
+        raise ValueError(f"task {old.name!r} declares had_reference_rule {rule!r}; "
+                         "expected 'segmentation', 'normal' or 'regression'")

@@ -1,20 +1,23 @@
-"""iCaRL-style replay (Rebuffi et al., CVPR 2017), dense adaptation (SPEC §4).
+"""iCaRL-style replay (Rebuffi et al., CVPR 2017), dense adaptation (HAD paper, App. C.3, Table 6;
+docs/deviations.md, "Baselines").
 
 At the end of phase t the buffer of ``buffer_size`` images is rebalanced evenly over the tasks
 seen so far (older tasks keep the head of their herding order) and task t's share is chosen from
 the phase's training images by herding on globally pooled, L2-normalised last-stage encoder
-features (iCaRL's φ; ``random`` as an option). Each stored image keeps its task id and the output
-of its task's head at insertion: sigmoid probabilities for segmentation, the post-processed
-prediction (pseudo-label) for regression.
+features (iCaRL's φ; ``random`` as an option). Each stored image keeps its task id and what its
+task stores for the output of its head at insertion (:meth:`~lhl.tasks.Task.replay_target`):
+sigmoid probabilities for segmentation, the post-processed prediction (pseudo-label) otherwise.
 Each later step adds, on a replay mini-batch of ``replay_batch`` images, each through its own head,
-L = L_new + λ · mean_i L_i with L_i = mean_{c,h,w} BCE(σ(S_i), stored) for segmentation (iCaRL's
-sigmoid distillation) and L_i = mean_{h,w} ℓ_task(S_i, stored) for regression. No distillation on
-current images.
+L = L_new + λ · mean_i L_i with L_i the mean of the task's replay map
+(:meth:`~lhl.tasks.Task.replay_map`) over the sample's elements: mean_{c,h,w} BCE(σ(S_i), stored)
+for segmentation (iCaRL's sigmoid distillation), mean_{h,w} ℓ_task(S_i, stored) otherwise. No
+distillation on current images.
 
-Dense adaptation (SPEC §10): "iCaRL-style" — the paper stores and replays pixel-wise predictions;
-there is no nearest-mean classifier. Selection and storage run in eval mode; images come from the
-phase's dataset in index order (after the data layer's augmentation, if it is on). Replayed
-images and maps are flipped together (normals' x negated).
+Dense adaptation (docs/deviations.md, "iCaRL (dense)"): "iCaRL-style" — the paper stores and
+replays pixel-wise predictions; there is no nearest-mean classifier. Selection and storage run in
+eval mode; images come from the phase's dataset in index order (after the data layer's
+augmentation, if it is on). Replayed images and maps are flipped together, each map as its task
+flips outputs (normals' x negated).
 
 Term ``icarl``, already weighted. State: the buffer (items, generator).
 """
@@ -44,10 +47,7 @@ class ICaRL(ReplayMethod):
 
     def loss_terms(self, ctx, batch, out):
         def per_sample(name, student, stored):
-            task = ctx.tasks[name]
-            if task.kind == "classification":
-                return F.binary_cross_entropy_with_logits(student, stored, reduction="none").flatten(1).mean(1)
-            return task.distill_map(student, stored).flatten(1).mean(1)
+            return ctx.tasks[name].replay_map(student, stored).flatten(1).mean(1)
 
         return self.replay_term(ctx, per_sample)
 
@@ -63,6 +63,5 @@ class ICaRL(ReplayMethod):
         for start in range(0, len(chosen), loader.batch_size):
             images = torch.stack([dataset[i]["image"] for i in chosen[start:start + loader.batch_size]]).to(ctx.device)
             raw = model(images, [name])[name].float()
-            stored = raw.sigmoid() if task.kind == "classification" else task.pseudo_label(raw)
-            self.buffer.add(images, name, stored)
+            self.buffer.add(images, name, task.replay_target(raw))
         model.train(training)

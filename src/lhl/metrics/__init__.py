@@ -1,14 +1,13 @@
-"""Metrics: streaming dense-prediction accumulators and table summaries (SPEC §2, §5).
+"""Metrics: streaming dense-prediction accumulators and table summaries (HAD paper, App. C.1; Sec. 5.1, eq. 11).
 
 * :mod:`lhl.metrics.dense` — :class:`SegmentationMetrics`, :class:`DepthMetrics`,
-  :class:`NormalMetrics`, :class:`LossMetric` (update per batch, compute once over the set) and
-  :data:`HIGHER_IS_BETTER`.
+  :class:`NormalMetrics`, :class:`LossMetric` (update per batch, compute once over the set). Which
+  direction is better is declared by each task (:attr:`lhl.tasks.Task.higher_is_better`), not here.
 * :mod:`lhl.metrics.summary` — eq. 11's relative improvement, mean rank, forgetting, backward
   transfer and ``performance.json`` helpers.
 """
 
 from lhl.metrics.dense import (
-    HIGHER_IS_BETTER,
     DepthMetrics,
     LossMetric,
     MetricAccumulator,
@@ -27,7 +26,6 @@ from lhl.metrics.summary import (
 )
 
 __all__ = [
-    "HIGHER_IS_BETTER",
     "MetricAccumulator",
     "SegmentationMetrics",
     "DepthMetrics",

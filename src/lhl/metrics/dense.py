@@ -1,4 +1,4 @@
-"""Dense-prediction metric accumulators (SPEC §2 and §5).
+"""Dense-prediction metric accumulators (HAD paper, App. C.1; docs/deviations.md, "Metrics").
 
 Every accumulator follows the LibMTL pattern: call :meth:`~MetricAccumulator.update` once per
 batch, then :meth:`~MetricAccumulator.compute` once over the **whole** evaluation set. The
@@ -28,28 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "HIGHER_IS_BETTER",
     "MetricAccumulator",
     "SegmentationMetrics",
     "DepthMetrics",
     "NormalMetrics",
     "LossMetric",
 ]
-
-#: Direction of every metric key produced by the accumulators (SPEC §2, "Metric keys and units").
-#: ``True``: higher is better; ``False``: lower is better.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "miou": True,
-    "pixel_acc": True,
-    "abs_err": False,
-    "rel_err": False,
-    "mean": False,
-    "median": False,
-    "within_11.25": True,
-    "within_22.5": True,
-    "within_30": True,
-    "loss": False,
-}
 
 Reduction = Literal["sum", "cat"]
 
@@ -147,7 +131,7 @@ class MetricAccumulator(ABC):
 
 
 class SegmentationMetrics(MetricAccumulator):
-    """Confusion-matrix mIoU and pixel accuracy for semantic segmentation (SPEC §5).
+    """Confusion-matrix mIoU and pixel accuracy for semantic segmentation (App. C.1).
 
     The confusion matrix ``CM`` (rows: ground truth, columns: prediction) is accumulated over the
     whole set; pixels whose target equals ``ignore_index`` are dropped. Then
@@ -270,7 +254,7 @@ class SegmentationMetrics(MetricAccumulator):
 
 
 class DepthMetrics(MetricAccumulator):
-    """Absolute and relative depth error, pixel-weighted over the whole set (SPEC §5).
+    """Absolute and relative depth error, pixel-weighted over the whole set (App. C.1).
 
     Valid pixels: target ``g != 0`` and finite. Over all valid pixels of the set,
 
@@ -341,7 +325,7 @@ class DepthMetrics(MetricAccumulator):
 
 
 class NormalMetrics(MetricAccumulator):
-    """Angular error of surface normals (SPEC §5).
+    """Angular error of surface normals (App. C.1).
 
     The prediction is L2-normalised per pixel (``eps = 1e-12``, so a zero prediction gives the
     zero vector and a 90° error); the ground truth is normalised the same way, which changes
@@ -439,7 +423,7 @@ class NormalMetrics(MetricAccumulator):
 
 
 class LossMetric(MetricAccumulator):
-    """Mean test loss, ``loss = Σ loss_sum / Σ count`` (SPEC §2, generic regression tasks).
+    """Mean test loss, ``loss = Σ loss_sum / Σ count`` (App. C.1: Taskonomy's metric; generic regression tasks).
 
     ``loss_sum`` is the *sum* of the per-element (or per-sample) losses of a batch and ``count`` the
     number of elements it sums over, so the result is weighted by ``count`` over the whole set.

@@ -5,7 +5,8 @@ Pure-Python functions, no torch. Vocabulary:
 
 * a **result** is ``dict[task, dict[metric, float]]`` — e.g. ``{"depth": {"abs_err": 0.6,
   "rel_err": 0.25}}``;
-* ``higher_is_better`` has the same nesting with booleans (build it with :func:`directions_for`);
+* ``higher_is_better`` has the same nesting with booleans, as each task declares it (a run records
+  it in ``performance.json``'s ``"directions"``; :func:`directions_for` builds it from tasks);
   the sign ``σ`` of a metric is ``+1`` when higher is better, ``−1`` otherwise;
 * a **performance matrix** is a list over phases of results, phase ``t``'s result holding every
   task seen so far (the ``"metrics"`` of ``performance.json``'s phases).
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from lhl.metrics.dense import HIGHER_IS_BETTER
+from typing import Any, Protocol
 
 __all__ = [
     "Result",
@@ -71,28 +70,40 @@ def _sigma(higher_is_better: Directions, task: str, metric: str) -> float:
     return 1.0 if bool(higher_is_better[task][metric]) else -1.0
 
 
-def directions_for(result: Result) -> dict[str, dict[str, bool]]:
-    """Directions of every metric of ``result``, from :data:`~lhl.metrics.dense.HIGHER_IS_BETTER`.
+class DeclaresDirections(Protocol):
+    """Anything that declares its metrics' directions, as :class:`lhl.tasks.Task` does."""
+
+    higher_is_better: Mapping[str, bool]
+
+
+def directions_for(result: Result, tasks: Mapping[str, DeclaresDirections]) -> dict[str, dict[str, bool]]:
+    """Directions of every metric of ``result``, as ``tasks`` (``{name: Task}``) declare them.
 
     Args:
         result: ``dict[task, dict[metric, float]]``.
+        tasks: the task of every name in ``result``; its ``higher_is_better`` maps each of its
+            metric keys to ``True`` where higher is better.
 
     Returns:
         ``dict[task, dict[metric, bool]]``, ``True`` where higher is better.
 
     Raises:
-        KeyError: naming the task and metric when a metric key is unknown.
+        KeyError: naming the task (and metric) when a task is not given or does not declare a
+            metric of ``result``.
     """
     out: dict[str, dict[str, bool]] = {}
     for task, metrics in result.items():
+        if task not in tasks:
+            raise KeyError(f"no task {task!r} given: the directions of its metrics are not known")
+        declared = tasks[task].higher_is_better
         out[task] = {}
         for metric in metrics:
-            if metric not in HIGHER_IS_BETTER:
+            if metric not in declared:
                 raise KeyError(
-                    f"unknown metric {metric!r} of task {task!r}: its direction is not known "
-                    f"(known: {sorted(HIGHER_IS_BETTER)})"
+                    f"unknown metric {metric!r} of task {task!r}: the task declares no direction for it "
+                    f"(it declares: {sorted(declared)})"
                 )
-            out[task][metric] = HIGHER_IS_BETTER[metric]
+            out[task][metric] = bool(declared[metric])
     return out
 
 

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lhl.errors import ReportError
-from lhl.metrics.dense import HIGHER_IS_BETTER
 from lhl.metrics.summary import (
     mean_defined,
     matrix_from_performance,
@@ -16,6 +15,23 @@ from lhl.metrics.summary import (
 )
 
 ARROW = {True: "↑", False: "↓"}
+
+#: LEGACY ONLY — the directions of the built-in tasks' metric keys, for ``performance.json`` files
+#: written before runs recorded ``"directions"`` (every run now writes each task's own
+#: :attr:`lhl.tasks.Task.higher_is_better` there). Never consulted for a metric the file's
+#: ``"directions"`` covers, and never extended: a new task's metrics are found in the file.
+LEGACY_DIRECTIONS: dict[str, bool] = {
+    "miou": True,
+    "pixel_acc": True,
+    "abs_err": False,
+    "rel_err": False,
+    "mean": False,
+    "median": False,
+    "within_11.25": True,
+    "within_22.5": True,
+    "within_30": True,
+    "loss": False,
+}
 
 #: Printed for an undefined value (a relative change with a zero or non-finite reference).
 NA = "n/a"
@@ -48,8 +64,9 @@ def metric_directions(
 ) -> dict[str, dict[str, bool]]:
     """Direction (``True``: higher is better) of every ``(task, metric)`` of ``columns``.
 
-    Read from ``performance["directions"]`` (``{task: {metric: bool}}``) when the run wrote it,
-    otherwise from the global table :data:`lhl.metrics.HIGHER_IS_BETTER`.
+    Read from ``performance["directions"]`` (``{task: {metric: bool}}``), which the run wrote from
+    its tasks' declarations; a file written before runs recorded it falls back to
+    :data:`LEGACY_DIRECTIONS` (the built-in metric keys).
 
     Raises:
         ReportError: ``directions`` is malformed, or a metric's direction is in neither place
@@ -67,13 +84,13 @@ def metric_directions(
     for task, metric in columns:
         if given is not None and metric in given.get(task, {}):
             value = given[task][metric]
-        elif metric in HIGHER_IS_BETTER:
-            value = HIGHER_IS_BETTER[metric]
+        elif metric in LEGACY_DIRECTIONS:
+            value = LEGACY_DIRECTIONS[metric]
         else:
             raise ReportError(
                 f"{where}: unknown direction of metric {metric!r} of task {task!r}: add it to the "
                 f"file's 'directions' ({{task: {{metric: true if higher is better}}}}); known "
-                f"metrics: {', '.join(sorted(HIGHER_IS_BETTER))}")
+                f"metrics: {', '.join(sorted(LEGACY_DIRECTIONS))}")
         out.setdefault(task, {})[metric] = value
     return out
 

@@ -1,6 +1,9 @@
-"""Built-in tasks: segmentation, depth, surface normals and generic regression (SPEC §2)."""
+"""Built-in tasks: segmentation, depth, surface normals and generic regression (HAD paper,
+App. C.2, Table 5: cross-entropy, L1 and cosine-distance losses; metrics of App. C.1)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -8,16 +11,32 @@ from torch import Tensor
 
 from lhl.metrics import DepthMetrics, LossMetric, MetricAccumulator, NormalMetrics, SegmentationMetrics
 from lhl.registry import TASKS
+from lhl.tasks import resize
 from lhl.tasks.base import Task
+
+
+def soft_target_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Per-pixel T²·KL(softmax(teacher/T) ‖ softmax(student/T)) over dim 1: ``[B,C,H,W]`` → ``[B,H,W]``."""
+    log_p = F.log_softmax(teacher / temperature, dim=1)
+    log_q = F.log_softmax(student / temperature, dim=1)
+    return temperature ** 2 * (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
 @TASKS.register("segmentation")
 class SegmentationTask(Task):
     """Cross-entropy with ``ignore_index``; distillation = CE against the teacher's argmax.
 
-    ``metric="loss"`` switches the metric to the test loss (Taskonomy, SPEC §2)."""
+    ``metric="loss"`` switches the metric to the test loss (Taskonomy, App. C.1, Table 2).
 
-    kind = "classification"
+    Labels are class maps ``[H,W]`` (int64, ``ignore_index`` = no label), resized
+    nearest-neighbour and only mirrored by a flip. For the methods: DB-HAD groups the pixels by
+    the argmax class of the raw teacher logits (Sec. 4.2: one group per class), LwF distils
+    temperature-softened class distributions, iCaRL stores per-class sigmoid probabilities and
+    replays them with a binary cross-entropy (iCaRL's per-class sigmoid distillation), and HAD's
+    reference variant applies the authors' segmentation rule.
+    """
+
+    had_reference_rule = "segmentation"
 
     def __init__(self, name: str, out_channels: int, ignore_index: int = -1, metric: str = "miou") -> None:
         super().__init__(name, out_channels)
@@ -26,6 +45,7 @@ class SegmentationTask(Task):
             raise ValueError(f"segmentation metric must be 'miou' or 'loss', got {metric!r}")
         self.metric = metric
         self.higher_is_better = {"loss": False} if metric == "loss" else {"miou": True, "pixel_acc": True}
+        self.invalid_fill = self.ignore_index
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(pred, target, ignore_index=self.ignore_index)
@@ -45,16 +65,38 @@ class SegmentationTask(Task):
             return LossMetric()
         return SegmentationMetrics(self.out_channels, self.ignore_index)
 
+    def valid_mask(self, target: Tensor) -> Tensor:
+        """Class maps ``[...,H,W]`` → pixels whose label is not ``ignore_index``."""
+        return target != self.ignore_index
+
+    def resize_label(self, label: Tensor, size: tuple[int, int], nearest: bool = True) -> Tensor:
+        """Nearest-neighbour, always (a class index cannot be interpolated)."""
+        size = (int(size[0]), int(size[1]))
+        if tuple(label.shape[-2:]) == size:
+            return label
+        return resize.nearest(label[None], size)[0].long()
+
+    def had_grouping(self, teacher: Tensor) -> tuple[Tensor, Literal["classification", "regression"]]:
+        return teacher, "classification"
+
+    def soft_distill_map(self, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+        """T²·KL of the temperature-softened class distributions (Hinton's soft targets)."""
+        return soft_target_kl(student, teacher, temperature)
+
+    def replay_target(self, raw: Tensor) -> Tensor:
+        return raw.sigmoid()
+
+    def replay_map(self, student: Tensor, stored: Tensor) -> Tensor:
+        """Binary cross-entropy of σ(student) against the stored probabilities, ``[B,C,H,W]``."""
+        return F.binary_cross_entropy_with_logits(student, stored, reduction="none")
+
 
 class RegressionTask(Task):
-    """L1 over valid pixels; distillation = |S − T| averaged over channels; metric: test loss."""
+    """L1 over valid pixels; distillation = |S − T| averaged over channels; metric: test loss.
 
-    kind = "regression"
+    Labels ``[C,H,W]``, NaN = no label; every other convention is the :class:`Task` default."""
+
     higher_is_better = {"loss": False}
-
-    def valid_mask(self, target: Tensor) -> Tensor:
-        """``[B,H,W]`` bool: pixels where every channel is finite."""
-        return torch.isfinite(target).all(dim=1)
 
     def _l1_sum(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         valid = self.valid_mask(target)
@@ -80,30 +122,55 @@ TASKS.register("regression")(RegressionTask)
 
 @TASKS.register("depth")
 class DepthTask(RegressionTask):
-    """Depth (or disparity): valid where gt ≠ 0 and finite; metrics abs/rel error."""
+    """Depth (or disparity): valid where gt ≠ 0 and finite; metrics abs/rel error.
+
+    ``zoom`` says how the values change when the view is zoomed in by s (the scale-and-crop
+    augmentation, :mod:`lhl.data.transforms`): ``"distance"`` — the scene comes s times closer, so
+    depth is divided by s (MTAN's rule); ``"inverse"`` — the values are inverse distances
+    (CityScapes' disparity), multiplied by s. MTAN's code divides CityScapes' disparity by s as
+    if it were depth; we follow the physics (docs/deviations.md, "Data"). Like MTAN's
+    RandomScaleCrop, the augmentation resizes depth nearest-neighbour (:attr:`zoom_nearest`);
+    plain resizing is masked bilinear. Invalid pixels are 0.
+    """
 
     higher_is_better = {"abs_err": False, "rel_err": False}
+    invalid_fill = 0.0
+    zoom_nearest = True
 
-    def __init__(self, name: str, out_channels: int = 1, metric: str = "depth") -> None:
+    def __init__(self, name: str, out_channels: int = 1, metric: str = "depth",
+                 zoom: Literal["distance", "inverse"] = "distance") -> None:
         super().__init__(name, out_channels)
         if metric not in ("depth", "loss"):
             raise ValueError(f"depth metric must be 'depth' or 'loss', got {metric!r}")
-        self.metric = metric
+        if zoom not in ("distance", "inverse"):
+            raise ValueError(f"depth zoom must be 'distance' or 'inverse', got {zoom!r}")
+        self.metric, self.zoom = metric, zoom
         if metric == "loss":
             self.higher_is_better = {"loss": False}
 
     def valid_mask(self, target: Tensor) -> Tensor:
-        return (torch.isfinite(target) & (target != 0)).all(dim=1)
+        return (torch.isfinite(target) & (target != 0)).all(dim=-3)
 
     def metrics(self) -> MetricAccumulator:
         return LossMetric() if self.metric == "loss" else DepthMetrics()
 
+    def zoom_label(self, label: Tensor, scale: float) -> Tensor:
+        return label * scale if self.zoom == "inverse" else label / scale
+
 
 @TASKS.register("normal")
 class NormalTask(RegressionTask):
-    """Surface normals: prediction L2-normalised, loss 1 − cos over valid (non-zero) pixels."""
+    """Surface normals: prediction L2-normalised, loss 1 − cos over valid (non-zero) pixels.
+
+    Labels ``[3,H,W]`` unit vectors in camera coordinates, all-zero = invalid: a horizontal flip
+    negates x (channel 0, in labels and raw outputs alike), interpolated labels are renormalised
+    to unit length, and HAD's reference variant applies the authors' normal rule.
+    """
 
     higher_is_better = {"mean": False, "median": False, "within_11.25": True, "within_22.5": True, "within_30": True}
+    mirror_channels = (0,)
+    invalid_fill = 0.0
+    had_reference_rule = "normal"
 
     def __init__(self, name: str, out_channels: int = 3, metric: str = "angle") -> None:
         super().__init__(name, out_channels)
@@ -114,7 +181,11 @@ class NormalTask(RegressionTask):
             self.higher_is_better = {"loss": False}
 
     def valid_mask(self, target: Tensor) -> Tensor:
-        return torch.isfinite(target).all(dim=1) & (target != 0).any(dim=1)
+        return torch.isfinite(target).all(dim=-3) & (target != 0).any(dim=-3)
+
+    def project_label(self, values: Tensor) -> Tensor:
+        """Unit length restored after interpolation (``[3,H,W]``)."""
+        return F.normalize(values, dim=-3, eps=1e-12)
 
     def postprocess(self, pred: Tensor) -> Tensor:
         return F.normalize(pred, dim=1, eps=1e-12)

@@ -1,8 +1,8 @@
-"""Clear errors for dataset files, and the two readers every on-disk benchmark uses.
+"""The two file readers every on-disk benchmark uses, and how their problems are reported.
 
 Loaders and ``lhl data check`` share these: a missing, unreadable or malformed file becomes
-a :class:`DataError` whose message starts with the file's path and says what was expected
-and what was found, instead of a stack trace from deep inside numpy or PIL.
+a :class:`~lhl.errors.DataError` whose message starts with the file's path and says what was
+expected and what was found, instead of a stack trace from deep inside numpy or PIL.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 
 from lhl.errors import DataError
 
