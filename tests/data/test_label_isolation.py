@@ -1,4 +1,4 @@
-"""Phase t never opens another task's label files (SPEC §1), shown by spying on file opens."""
+"""Phase t never opens another task's label files (HAD paper, Sec. 3.2: the LHL4DP protocol), shown by spying on file opens."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Disjoint equal chunks of the training set, one per phase (SPEC §1)."""
+"""Disjoint equal chunks of the training set, one per phase (HAD paper, Sec. 3.2: the LHL4DP protocol)."""
 
 from __future__ import annotations
 

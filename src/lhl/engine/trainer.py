@@ -1,4 +1,4 @@
-"""The LHL4DP phase loop (paper Sec. 3.1): one task per phase, evaluation of all seen tasks after
+"""The LHL4DP phase loop (HAD paper, Sec. 3.2): one task per phase, evaluation of all seen tasks after
 each phase, a checkpoint per phase, resumable.
 
 The loop knows nothing about specific methods: it calls the hooks of

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from lhl.config.checks import check_nonnegative, check_positive_int
-from lhl.methods.base import Method
+from lhl.engine.hooks import Method
 from lhl.methods.options import check_choices
 from lhl.tasks import Task
 

@@ -1,4 +1,4 @@
-"""Procedural synthetic indoor scenes with ten Taskonomy-style labels (SPEC §6 "Synthetic").
+"""Procedural synthetic indoor scenes with ten Taskonomy-style labels (docs/design.md; the synthetic benchmarks in the README).
 
 ``render(seed, split, indices, resolution, tasks)`` is the entry point; ``render_scenes`` renders
 explicit :class:`Scene` descriptions and ``sample_scene`` draws the random ones. See

@@ -1,4 +1,4 @@
-"""Vectorised ray caster for the procedural indoor scenes (SPEC §6 "Synthetic").
+"""Vectorised ray caster for the procedural indoor scenes (docs/design.md; the synthetic benchmarks in the README).
 
 Conventions
 -----------
