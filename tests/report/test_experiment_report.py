@@ -22,7 +22,7 @@ from lhl.config import load_config
 from lhl.engine.trainer import Trainer
 from lhl.errors import ReportError
 from lhl.report.compare import comparison_table, load_runs
-from lhl.report.experiment import collect_experiment, find_run_dirs, write_report
+from lhl.report.experiment import collect_experiment, find_run_dirs, paper_table, write_report
 
 # The shape of the config.yaml lhl run writes (smoke preset).
 CONFIG = {
@@ -134,6 +134,7 @@ def _section(markdown: str, heading: str) -> list[str]:
 def test_per_order_table_reproduces_metrics_delta_mr_and_step_time(report):
     assert report.directory == report.experiment.root / "report"
     text = report.markdown.read_text()
+    assert text.startswith("# Experiment report: test\n")  # experiment.yaml's name
     lines = _section(text, "synthetic-nyu: segmentation → depth")
     # metrics, mean ± sample std over seeds:
     #   vanilla miou (20, 40) 30.00 ± 14.14 ; pixel_acc (0, 50) 25.00 ± 35.36 ; abs_err (2, 1) 1.500 ± 0.707
@@ -288,7 +289,7 @@ def test_nan_metric_and_zero_values(tmp_path):
 
 
 def test_baseline_option_and_errors(experiment, tmp_path):
-    text = write_report(experiment, baseline="dis", samples=0, out=tmp_path / "r").markdown.read_text()
+    text = paper_table.markdown(collect_experiment(experiment, baseline="dis"))
     # against dis (seed 0 only): had s0 seg (30-25)/25 = 20, (10-5)/5 = 100 -> 60 ; depth -(2-1.5)/1.5 = -33.33
     #   -> 13.33 (had s1 has no dis run)
     lines = _section(text, "synthetic-nyu: segmentation → depth")
@@ -296,6 +297,7 @@ def test_baseline_option_and_errors(experiment, tmp_path):
     assert any(line.startswith("| had | 0,1 |") and "| **13.33** |" in line for line in lines)
     with pytest.raises(ReportError, match="no baseline run 'ewc'.*pass --baseline"):
         write_report(experiment, baseline="ewc", samples=0)
+    (tmp_path / "r").mkdir()
     with pytest.raises(ReportError, match="no run directory under it"):
         write_report(tmp_path / "r", samples=0)
     with pytest.raises(ReportError, match="not a directory"):

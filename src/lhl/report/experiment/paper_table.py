@@ -15,10 +15,11 @@ import io
 import math
 from collections.abc import Sequence
 
-from lhl.report.experiment.collect import ALL_ORDERS, Experiment, Stat, Table, TableRow
+from lhl.report.experiment.collect import ALL_ORDERS, Experiment, Stat, Table
 from lhl.report.tables import ARROW, MARK, NA, markdown_table
 
-__all__ = ["markdown", "latex", "csv_text", "best_rows", "format_value", "format_stat", "CAPTION"]
+__all__ = ["markdown", "markdown_for", "latex", "latex_for", "latex_escape", "csv_text", "csv_rows", "csv_fields",
+           "header_cells", "row_cells", "best_rows", "format_value", "format_stat", "CAPTION"]
 
 #: Rows never marked best: the upper bound.
 UNMARKED_METHODS = ("joint",)
@@ -281,5 +282,3 @@ def csv_text(experiment: Experiment) -> str:
         writer.writerows(csv_rows(bench.overall))
     return handle.getvalue()
 
-
-__all__ += ["header_cells", "row_cells", "markdown_for", "latex_for", "latex_escape", "csv_rows", "csv_fields", "TableRow"]

@@ -175,6 +175,19 @@ def _section_page(section: Section, samples: int) -> SectionPage:
                        figures=figs, notes=notes)
 
 
+def _experiment_name(root: Path) -> str:
+    """``name`` of ``root/experiment.yaml`` when it has one, else the directory's name."""
+    try:
+        import yaml
+
+        spec = yaml.safe_load((root / "experiment.yaml").read_text())
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"].strip():
+            return spec["name"].strip()
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    return root.resolve().name
+
+
 def _setup_lines(experiment: Experiment) -> list[str]:
     runs = len(experiment.records)
     lines = [f"{runs} finished run{'s' if runs != 1 else ''} under `{experiment.root}`; baseline: "
@@ -273,7 +286,7 @@ def write_report(root: str | Path, baseline: str = "vanilla", out: str | Path | 
     experiment = collect_experiment(root, baseline)
     directory = Path(out) if out is not None else Path(root) / "report"
     directory.mkdir(parents=True, exist_ok=True)
-    title = f"Experiment report: {Path(root).resolve().name}"
+    title = f"Experiment report: {_experiment_name(Path(root))}"
     setup = _setup_lines(experiment)
     benchmarks = []
     for bench in experiment.benchmarks:
