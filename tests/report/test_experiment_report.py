@@ -328,6 +328,9 @@ def _tensor_bytes(value) -> int:
 def test_cost_columns_and_qualitative_grid_from_smoke_runs(smoke_experiment, capsys):
     import lhl
 
+    (smoke_experiment / "report").mkdir(exist_ok=True)
+    (smoke_experiment / "report" / "old-order-curves.png").write_bytes(b"stale")  # an earlier report's figure
+    (smoke_experiment / "report" / "notes.png").write_bytes(b"kept")  # not a report figure
     assert main(["report", str(smoke_experiment), "--samples", "2"]) == 0
     assert "wrote" in capsys.readouterr().out
     report = smoke_experiment / "report"
@@ -341,7 +344,8 @@ def test_cost_columns_and_qualitative_grid_from_smoke_runs(smoke_experiment, cap
         assert float(rows[method]["step_seconds"]) > 0
     assert int(rows["vanilla"]["stored_bytes"]) == 0 and int(rows["der"]["stored_bytes"]) > 0
     assert float(rows["vanilla"]["step_rel"]) == 1.0
-    figures = sorted(p.name for p in report.glob("*.png"))
+    assert not (report / "old-order-curves.png").exists() and (report / "notes.png").read_bytes() == b"kept"
+    figures = sorted(p.name for p in report.glob("*.png") if p.name != "notes.png")
     slug = "synthetic-nyu-segmentation-depth-normal"
     assert figures == sorted(f"{slug}-{kind}.png" for kind in
                              ("curves", "phase-delta", "heatmap", "forgetting", "losses", "qualitative"))
@@ -381,3 +385,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("lhl: error: ") and "missing" in err and "\n" not in err
     assert main(["report", str(tmp_path), "--samples", "-1"]) == 2
     assert "--samples: invalid value -1" in capsys.readouterr().err
+
+
+def test_long_task_orders_get_short_file_names():
+    from lhl.report.experiment.collect import Section
+
+    order = ("segmentation", "depth", "normal", "edge_occlusion", "reshading", "keypoints2d", "edge_texture",
+             "depth_euclidean", "principal_curvature", "keypoints3d")
+    section = Section.__new__(Section)
+    section.benchmark, section.order = "synthetic-taskonomy", order
+    assert section.slug.startswith("synthetic-taskonomy-segmentation-10tasks-") and len(section.slug) < 64
+    section.order = ("depth", "segmentation")
+    assert section.slug == "synthetic-taskonomy-depth-segmentation"

@@ -17,6 +17,7 @@ Statistics (the paper's protocol; docs/deviations.md, "Metrics"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -203,7 +204,13 @@ class Section:
 
     @property
     def slug(self) -> str:
-        return _slug(f"{self.benchmark}-{'-'.join(self.order)}")
+        """File-name stem: ``<benchmark>-<task>-<task>…``; long orders (e.g. Taskonomy's ten tasks)
+        shorten to ``<benchmark>-<first task>-<T>tasks-<hash of the order>``."""
+        full = _slug(f"{self.benchmark}-{'-'.join(self.order)}")
+        if len(full) <= 64:
+            return full
+        digest = hashlib.sha256(" ".join(self.order).encode()).hexdigest()[:8]
+        return _slug(f"{self.benchmark}-{self.order[0]}-{len(self.order)}tasks-{digest}")
 
     @property
     def labels(self) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,9 +76,21 @@ def _methods(section: Section) -> dict[str, str]:
 
 
 def _phase_ticks(ax, order: Sequence[str]) -> None:
+    """Phases 1..T on x; with up to five tasks each tick also names the task learned."""
     ax.set_xticks(range(1, len(order) + 1))
-    ax.set_xticklabels([f"{i}\n{t[:14]}" for i, t in enumerate(order, start=1)], fontsize=7)
+    if len(order) <= 5:
+        ax.set_xticklabels([f"{i}\n{t[:14]}" for i, t in enumerate(order, start=1)], fontsize=7)
+    else:
+        ax.set_xticklabels([str(i) for i in range(1, len(order) + 1)], fontsize=7)
+        ax.set_xlabel("after phase", fontsize=7)
     ax.set_xlim(0.7, len(order) + 0.3)
+    ax.ticklabel_format(axis="y", useOffset=False)
+
+
+def _suptitle(fig: Figure, section: Section, what: str, fontsize: int = 10) -> None:
+    """``<benchmark>: <order> — <what>``, wrapped for long task orders."""
+    width = int(fig.get_figwidth() * 120 / fontsize)  # characters that fit across the figure
+    fig.suptitle(textwrap.fill(f"{section.title} — {what}", max(50, width)), fontsize=fontsize)
 
 
 def _mean_band(stats: Sequence[Stat | None]) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -120,7 +133,7 @@ def phase_curves(section: Section) -> bytes:
         ax.grid(alpha=0.3)
     handles, labels = _legend_entries(fig)
     fig.legend(handles, labels, loc="lower center", ncol=min(7, max(1, len(labels))), fontsize=8, frameon=False)
-    fig.suptitle(f"{section.title} — main metric after each phase (mean ± std over seeds)", fontsize=10)
+    _suptitle(fig, section, "main metric after each phase (mean ± std over seeds)")
     fig.tight_layout(rect=(0, 0.08 if rows == 1 else 0.05, 1, 0.95))
     return to_png(fig)
 
@@ -148,7 +161,7 @@ def phase_delta(section: Section) -> bytes:
         ax.grid(alpha=0.3)
     handles, labels = _legend_entries(fig)
     fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(f"{section.title} — Δ and MR after each phase (tasks seen so far)", fontsize=10)
+    _suptitle(fig, section, "Δ and MR after each phase (tasks seen so far)")
     fig.tight_layout(rect=(0, 0, 0.8, 0.92))
     return to_png(fig)
 
@@ -196,8 +209,7 @@ def heat_maps(section: Section) -> bytes | None:
         ax.set_title(label, fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=fig.axes, shrink=0.8, label="% vs right after learning")
-    fig.suptitle(f"{section.title}\nchange since right after learning each task (%, mean over metrics and seeds)",
-                 fontsize=9)
+    _suptitle(fig, section, "change since right after learning each task (%, mean over metrics and seeds)", 9)
     return to_png(fig)
 
 
@@ -237,7 +249,7 @@ def forgetting_bars(section: Section) -> bytes | None:
         ax.grid(alpha=0.3, axis="y")
     handles, names = _legend_entries(fig)
     fig.legend(handles, names, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(f"{section.title} — forgetting and backward transfer (mean ± std over seeds)", fontsize=10)
+    _suptitle(fig, section, "forgetting and backward transfer (mean ± std over seeds)")
     fig.tight_layout(rect=(0, 0, 0.82, 0.92))
     return to_png(fig)
 
@@ -273,7 +285,7 @@ def loss_curves(section: Section, runs: dict[str, RunRecord]) -> bytes | None:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, frameon=False, ncol=2 if len(series) > 4 else 1)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{section.title} — training loss per term (epoch means)", fontsize=10)
+    _suptitle(fig, section, "training loss per term (epoch means)")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return to_png(fig)
 
@@ -299,6 +311,6 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], columns:
                 ax.set_title(columns[c], fontsize=8)
             if c == 0:
                 ax.set_ylabel(row_title, fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, max(60, int(18 * (cell * n_cols + 1.2)))), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return to_png(fig)

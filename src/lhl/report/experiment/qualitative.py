@@ -148,21 +148,34 @@ def qualitative_grid(section: Section, count: int = 3) -> Qualitative:
                                   for t in order if t in run.tasks and t in raw}
     normalize = getattr(reference.config.data, "normalize", "none")
     labels = list(loaded)
-    rows: list[tuple[str, Sequence[np.ndarray | None]]] = []
-    for i, index in enumerate(indices):
-        for j, task in enumerate(order):
+    # cell (sample i, task, "ground truth" or a row label) -> RGB
+    cells: dict[tuple[int, str, str], np.ndarray | None] = {}
+    for i in range(len(indices)):
+        for task in order:
             spec = reference.tasks[task]
-            kind = _kind(spec)
-            ignore = int(getattr(spec, "ignore_index", -1))
+            kind, ignore = _kind(spec), int(getattr(spec, "ignore_index", -1))
             truth = samples[i][task].numpy()
-            cells: list[np.ndarray | None] = [_image(samples[i]["image"], normalize) if j == 0 else None,
-                                              colorize(kind, truth, truth, ignore)]
+            cells[(i, task, "ground truth")] = colorize(kind, truth, truth, ignore)
             for label in labels:
                 pred = predictions[label].get(task)
-                cells.append(None if pred is None else colorize(kind, pred[i], truth, ignore))
-            rows.append((f"#{index} {task}", cells))
+                cells[(i, task, label)] = None if pred is None else colorize(kind, pred[i], truth, ignore)
+    images = {i: _image(samples[i]["image"], normalize) for i in range(len(indices))}
+    sources = ["ground truth", *labels]
+    rows: list[tuple[str, Sequence[np.ndarray | None]]] = []
+    if len(order) <= len(sources):  # a row per (image, task), a column per source
+        columns = ["image", *sources]
+        for i, index in enumerate(indices):
+            for j, task in enumerate(order):
+                rows.append((f"#{index} {task}", [images[i] if j == 0 else None,
+                                                  *(cells[(i, task, who)] for who in sources)]))
+    else:  # many tasks (Taskonomy): a row per (image, source), a column per task
+        columns = ["image", *order]
+        for i, index in enumerate(indices):
+            for k, who in enumerate(sources):
+                rows.append((f"#{index} {who}", [images[i] if k == 0 else None,
+                                                 *(cells[(i, task, who)] for task in order)]))
     cell = 1.5 if len(rows) <= 12 else 1.1
-    out.png = image_grid(rows, ["image", "ground truth", *labels],
+    out.png = image_grid(rows, columns,
                          f"{section.title} — test images {', '.join(map(str, indices))}, final predictions"
                          + (f" (seed {out.seed})" if out.seed is not None else ""), cell=cell)
     return out

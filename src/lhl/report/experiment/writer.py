@@ -28,6 +28,11 @@ from lhl.version import __version__
 __all__ = ["ReportFiles", "write_report", "Figure", "Block"]
 
 
+#: The endings of the figure files a report writes (and removes when an earlier report left them).
+FIGURE_SUFFIXES = tuple(f"-{kind}.png" for kind in ("curves", "phase-delta", "heatmap", "forgetting", "losses",
+                                                    "qualitative"))
+
+
 @dataclass
 class Figure:
     """A PNG written beside ``report.md`` and embedded in ``report.html``."""
@@ -299,6 +304,10 @@ def write_report(root: str | Path, baseline: str = "vanilla", out: str | Path | 
             for fig in page.figures:
                 _write(directory / fig.name, fig.png)
                 written.append(directory / fig.name)
+    # figures an earlier report wrote (e.g. of an order since removed) would be stale
+    for stale in directory.glob("*.png"):
+        if stale.name.endswith(FIGURE_SUFFIXES) and stale not in written:
+            stale.unlink()
     files = ReportFiles(directory=directory, markdown=directory / "report.md", html=directory / "report.html",
                         latex=directory / "table.tex", csv=directory / "table.csv", figures=written,
                         experiment=experiment)
