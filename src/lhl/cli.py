@@ -1,5 +1,5 @@
-"""Command-line interface: ``lhl run``, ``lhl eval``, ``lhl predict``, ``lhl compare``, ``lhl list``,
-``lhl data preview``, ``lhl data check``.
+"""Command-line interface: ``lhl run``, ``lhl eval``, ``lhl predict``, ``lhl compare``, ``lhl report``,
+``lhl list``, ``lhl data preview``, ``lhl data check``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -99,6 +99,23 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--baseline", default="vanilla", metavar="METHOD|LABEL",
                          help="method name or row label Δ is measured against (default: vanilla)")
 
+    report = sub.add_parser(
+        "report", help="an experiment's report: paper-style tables, curves, heat maps, qualitative grid, HTML",
+        description="Report on every finished run directory under DIR (e.g. an lhl bench experiment, "
+                    "EXP/runs/<order>/<label>-s<seed>/): the paper-style table per task order and averaged over "
+                    "orders (final metrics mean ± std over seeds, Δ per seed vs the baseline (eq. 11), MR, "
+                    "parameters, stored bytes, step time), per-phase curves, Δ/MR per phase, performance-matrix "
+                    "heat maps, forgetting and backward transfer, training losses and a qualitative grid. Writes "
+                    "report.md (with PNG files), report.html (self-contained), table.tex and table.csv. "
+                    "Unfinished runs are left out with a note.")
+    report.add_argument("dir", metavar="DIR", help="experiment directory (any tree holding run directories)")
+    report.add_argument("--baseline", default="vanilla", metavar="METHOD|LABEL",
+                        help="method name or row label Δ, MR and step time are measured against (default: "
+                             "vanilla; e.g. dis or had for ablation tables)")
+    report.add_argument("--out", metavar="REPORT_DIR", help="output directory (default: DIR/report)")
+    report.add_argument("--samples", type=int, default=3, metavar="N",
+                        help="test images in the qualitative grid (default 3; 0: no grid, no model is loaded)")
+
     lst = sub.add_parser("list", help="print registered names",
                          description="Print what is registered; 'tasks' also lists which tasks each benchmark offers.")
     lst.add_argument("what", choices=["methods", "benchmarks", "tasks", "encoders", "presets"])
@@ -184,6 +201,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lhl.report.experiment import write_report
+
+    if args.samples < 0:
+        raise ConfigError(f"--samples: invalid value {args.samples}; expected an integer >= 0")
+    files = write_report(args.dir, baseline=args.baseline, out=args.out, samples=args.samples)
+    for note in (f"left out {path} ({why})" for path, why in files.experiment.skipped):
+        print(f"lhl: note: {note}", file=sys.stderr)
+    print(f"wrote {files.markdown}, {files.html}, {files.latex}, {files.csv} and {len(files.figures)} figures")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     load_builtins()
     if args.what == "presets":
@@ -245,7 +274,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "eval": _cmd_eval, "predict": _cmd_predict, "compare": _cmd_compare,
-                "list": _cmd_list, "data": _cmd_data}
+                "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

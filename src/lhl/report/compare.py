@@ -517,3 +517,39 @@ def comparison_table(runs: Sequence[Run], baseline: str = "vanilla") -> str:
             f"{', '.join(methods)}" + (f" (rows {', '.join(labels)})" if labels else "")
             + "; pass --baseline with one of them")
     return "\n\n".join(_section_table(b, o, rs, grouped[(b, o)], baseline) for (b, o), rs in sections.items())
+
+
+# ----------------------------------------------------------------------------- helpers for lhl report
+#: A row of a comparison: the runs of one configuration (seeds pooled), with its ``label``.
+Group = _Group
+
+
+def grouped_sections(runs: Sequence[Run]) -> dict[tuple[str, tuple[str, ...]], list[_Group]]:
+    """The rows :func:`comparison_table` builds: per ``(benchmark, task order)``, the groups of runs
+    (one per configuration, seeds pooled, labelled as in the table).
+
+    Raises:
+        ReportError: the same run given twice, duplicate runs, or runs named alike that differ.
+    """
+    runs = list(runs)
+    _check_inputs(runs)
+    return {key: _groups(section_runs) for key, section_runs in _sections(runs).items()}
+
+
+def find_baseline(groups: Sequence[_Group], baseline: str, section: str) -> _Group | None:
+    """The row of ``groups`` that ``baseline`` (a method name or row label) names, as in
+    :func:`comparison_table`; None when there is none. ``section`` names the table in errors.
+
+    Raises:
+        ReportError: ``baseline`` names several rows.
+    """
+    return _find_baseline(groups, baseline, section)
+
+
+def merged_directions(runs: Sequence[Run]) -> dict[str, dict[str, bool]]:
+    """Every ``{task: {metric: higher_is_better}}`` of ``runs``' performance files.
+
+    Raises:
+        ReportError: two runs disagree on a metric's direction (naming both).
+    """
+    return _merged_directions(runs)
