@@ -110,7 +110,7 @@ def predict_images(loaded: LoadedRun, paths: Sequence[str | Path], out: str | Pa
             picture = Image.fromarray(colorize(task, prediction))
             height, width = item.size
             if picture.size != (width, height):
-                nearest = task.kind == "classification"
+                nearest = task.display == "classes"
                 picture = picture.resize((width, height), Image.NEAREST if nearest else Image.BILINEAR)
             target = out / f"{item.path.stem}_{task_name}.png"
             picture.save(target)
@@ -118,7 +118,7 @@ def predict_images(loaded: LoadedRun, paths: Sequence[str | Path], out: str | Pa
             names.append(target.name)
             if raw:
                 array = prediction.numpy()
-                array = array.astype(np.int64) if task.kind == "classification" else array.astype(np.float32)
+                array = array.astype(np.int64) if task.display == "classes" else array.astype(np.float32)
                 target = out / f"{item.path.stem}_{task_name}.npy"
                 np.save(target, array)
                 written.append(target)

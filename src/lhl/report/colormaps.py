@@ -1,14 +1,15 @@
 """Colour-mapped pictures of dense predictions (``lhl predict``).
 
-One rule per kind of task, for a prediction in label space (``task.postprocess`` of one image):
+The task says how it is shown (:attr:`lhl.tasks.Task.display` and ``colormap``), for a
+prediction in label space (``task.postprocess`` of one image):
 
-- classification (segmentation): class ``c`` gets colour ``PALETTE[c]`` — the ten ``tab10``
+- ``"classes"`` (segmentation): class ``c`` gets colour ``PALETTE[c]`` — the ten ``tab10``
   colours of ``lhl data preview`` for classes 0–9, then a fixed sequence of distinct colours; a
   negative label (ignore) is black;
-- surface normals: RGB = (n + 1) / 2 per component (x → red, y → green, z → blue);
-- every other task: its first channel, min–max scaled per image (a constant map is mapped to the
-  low end), through a matplotlib colormap: ``viridis`` for depth, ``magma`` for the rest (as
-  ``lhl data preview``); non-finite values are black.
+- ``"vectors"`` (surface normals): RGB = (v + 1) / 2 per component (x → red, y → green, z → blue);
+- ``"scalar"`` (every other task): its first channel, min–max scaled per image (a constant map is
+  mapped to the low end), through the task's matplotlib colormap (``viridis`` for depth, ``magma``
+  by default, as ``lhl data preview``); non-finite values are black.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lhl.tasks import DepthTask, NormalTask, Task
+from lhl.tasks import Task
 
 __all__ = ["PALETTE", "colorize", "colormap_name", "palette"]
 
@@ -46,14 +47,14 @@ PALETTE = palette(256)
 
 def colormap_name(task: Task) -> str:
     """The matplotlib colormap of a task drawn from one channel."""
-    return "viridis" if isinstance(task, DepthTask) else "magma"
+    return task.colormap
 
 
 def colorize(task: Task, prediction: Tensor | np.ndarray) -> np.ndarray:
     """``[H, W, 3]`` uint8 picture of one image's label-space prediction: ``[H, W]`` class
     indices for a classification task, ``[C, H, W]`` (or ``[H, W]``) values otherwise."""
     values = prediction.detach().cpu().numpy() if isinstance(prediction, torch.Tensor) else np.asarray(prediction)
-    if task.kind == "classification":
+    if task.display == "classes":
         labels = values.reshape(values.shape[-2:]).astype(np.int64)
         top = int(labels.max(initial=0))
         colours = PALETTE if top < len(PALETTE) else palette(top + 1)
@@ -62,7 +63,7 @@ def colorize(task: Task, prediction: Tensor | np.ndarray) -> np.ndarray:
         return picture
     if values.ndim == 2:
         values = values[None]
-    if isinstance(task, NormalTask) and values.shape[0] >= 3:
+    if task.display == "vectors" and values.shape[0] >= 3:
         normal = np.nan_to_num(values[:3].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         return np.round(np.clip((normal + 1) / 2, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     return scalar_picture(values[0], colormap_name(task))

@@ -78,6 +78,11 @@ class Task:
     #: segmentation, normal or regression rule (their code treats every other regression task
     #: like depth, hence the default)
     had_reference_rule: ClassVar[Literal["segmentation", "normal", "regression"]] = "regression"
+    #: how pictures show the label-space map (``lhl predict``, the report's qualitative grid):
+    #: "classes" (one fixed colour per class index), "vectors" (RGB = (v + 1) / 2 of the first three
+    #: channels) or "scalar" (the first channel through the matplotlib colormap :attr:`colormap`)
+    display: ClassVar[Literal["classes", "vectors", "scalar"]] = "scalar"
+    colormap: ClassVar[str] = "magma"
 
     def __init__(self, name: str, out_channels: int) -> None:
         self.name = name

@@ -37,6 +37,7 @@ class SegmentationTask(Task):
     """
 
     had_reference_rule = "segmentation"
+    display = "classes"
 
     def __init__(self, name: str, out_channels: int, ignore_index: int = -1, metric: str = "miou") -> None:
         super().__init__(name, out_channels)
@@ -133,6 +134,8 @@ class DepthTask(RegressionTask):
     plain resizing is masked bilinear. Invalid pixels are 0.
     """
 
+    colormap = "viridis"
+
     higher_is_better = {"abs_err": False, "rel_err": False}
     invalid_fill = 0.0
     zoom_nearest = True
@@ -166,6 +169,8 @@ class NormalTask(RegressionTask):
     negates x (channel 0, in labels and raw outputs alike), interpolated labels are renormalised
     to unit length, and HAD's reference variant applies the authors' normal rule.
     """
+
+    display = "vectors"
 
     higher_is_better = {"mean": False, "median": False, "within_11.25": True, "within_22.5": True, "within_30": True}
     mirror_channels = (0,)

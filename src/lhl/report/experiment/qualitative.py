@@ -2,10 +2,10 @@
 per task, colour-mapped. Each row's model comes from :func:`lhl.engine.loading.load_run` (its last
 checkpoint, SHA-256 verified) on one run per row — the seed of the section's first run.
 
-Colour maps: segmentation with a fixed palette (class ``c`` always has the same colour; ignored
-pixels black), depth with ``viridis`` over the ground truth's valid range, normals as RGB
-``(n + 1) / 2``, any other task with ``magma`` over the 2–98th percentile of the ground truth's
-first channel; invalid ground-truth pixels are black.
+Colours follow each task's declared display (:attr:`lhl.tasks.Task.display`): class maps with a
+fixed palette (class ``c`` always has the same colour), vector maps (normals) as RGB ``(v + 1) / 2``,
+scalar maps through the task's colormap (``viridis`` for depth, ``magma`` by default) over the 2–98th
+percentile of the ground truth's valid pixels; invalid ground-truth pixels are black.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lhl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lhl.errors import LhlError
 from lhl.report.experiment.collect import Section
 from lhl.report.experiment.figures import image_grid
 
 __all__ = ["Qualitative", "qualitative_grid", "colorize", "segmentation_palette"]
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 
 
 @dataclass
@@ -48,26 +46,18 @@ def _cmap(name: str, values: np.ndarray, low: float, high: float) -> np.ndarray:
     return matplotlib.colormaps[name](np.clip(np.nan_to_num(scaled), 0, 1))[..., :3]
 
 
-def _kind(task) -> str:
-    from lhl.tasks import DepthTask, NormalTask, SegmentationTask
-
-    if isinstance(task, SegmentationTask) or getattr(task, "kind", "") == "classification":
-        return "segmentation"
-    if isinstance(task, DepthTask):
-        return "depth"
-    if isinstance(task, NormalTask):
-        return "normal"
-    return "other"
-
-
-def colorize(kind: str, value: np.ndarray, reference: np.ndarray, ignore_index: int = -1) -> np.ndarray:
+def colorize(task, value: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``value`` (a label or a post-processed prediction: ``[H, W]`` classes or ``[C, H, W]``) as RGB
-    ``[H, W, 3]``; the colour range and invalid pixels come from the ground truth ``reference``."""
-    if kind == "segmentation":
+    ``[H, W, 3]``, the way ``task`` says it is shown (:attr:`lhl.tasks.Task.display`); the colour
+    range and the invalid pixels come from the ground truth ``reference`` (``task.valid_mask``)."""
+    import torch
+
+    valid = task.valid_mask(torch.as_tensor(np.asarray(reference))).numpy()
+    if task.display == "classes":
         palette = segmentation_palette()
         labels = np.asarray(value).astype(np.int64).reshape(value.shape[-2:])
         rgb = palette[np.mod(labels, len(palette))]
-        rgb[labels == ignore_index] = 0.0
+        rgb[~valid.reshape(labels.shape)] = 0.0
         return rgb
     value = np.asarray(value, dtype=float)
     reference = np.asarray(reference, dtype=float)
@@ -75,24 +65,15 @@ def colorize(kind: str, value: np.ndarray, reference: np.ndarray, ignore_index: 
         value = value[None]
     if reference.ndim == 2:
         reference = reference[None]
-    if kind == "normal" and value.shape[0] >= 3:
+    valid = valid.reshape(reference.shape[-2:])
+    if task.display == "vectors" and value.shape[0] >= 3:
         rgb = np.clip((np.nan_to_num(value[:3]).transpose(1, 2, 0) + 1) / 2, 0, 1)
-        invalid = ~np.isfinite(reference).all(0) | (np.nan_to_num(reference) == 0).all(0)
-    elif kind == "depth":
-        valid_ref = np.isfinite(reference[0]) & (reference[0] != 0)
-        values = reference[0][valid_ref]
-        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-        rgb = _cmap("viridis", value[0], low, high)
-        invalid = ~valid_ref
     else:
-        valid_ref = np.isfinite(reference[0])
-        values = reference[0][valid_ref]
+        values = reference[0][valid]
         low, high = (float(np.percentile(values, 2)), float(np.percentile(values, 98))) if values.size else (0.0, 1.0)
-        rgb = _cmap("magma", value[0], low, high)
-        invalid = ~valid_ref
-    if invalid.shape == rgb.shape[:2]:
-        rgb = rgb.copy()
-        rgb[invalid] = 0.0
+        rgb = _cmap(task.colormap, value[0], low, high)
+    rgb = rgb.copy()
+    rgb[~valid] = 0.0
     return rgb
 
 
@@ -153,12 +134,11 @@ def qualitative_grid(section: Section, count: int = 3) -> Qualitative:
     for i in range(len(indices)):
         for task in order:
             spec = reference.tasks[task]
-            kind, ignore = _kind(spec), int(getattr(spec, "ignore_index", -1))
             truth = samples[i][task].numpy()
-            cells[(i, task, "ground truth")] = colorize(kind, truth, truth, ignore)
+            cells[(i, task, "ground truth")] = colorize(spec, truth, truth)
             for label in labels:
                 pred = predictions[label].get(task)
-                cells[(i, task, label)] = None if pred is None else colorize(kind, pred[i], truth, ignore)
+                cells[(i, task, label)] = None if pred is None else colorize(spec, pred[i], truth)
     images = {i: _image(samples[i]["image"], normalize) for i in range(len(indices))}
     sources = ["ground truth", *labels]
     rows: list[tuple[str, Sequence[np.ndarray | None]]] = []
