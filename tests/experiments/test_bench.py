@@ -190,3 +190,15 @@ def test_shards_together_complete_the_experiment(tmp_path, capsys, count):
         assert f"(shard {i}/{count}:" in printed
         assert ("| dis | 0,1 |" in printed) == (i == count)  # the last shard sees the whole experiment done
     assert len(list(out.glob("runs/*/*/summary.md"))) == 4
+
+
+def test_worker_error_is_its_lhl_error_line(tmp_path):
+    log = tmp_path / "bench.log"
+    log.write_text("--- old attempt\nlhl: error: old\n")
+    offset = len(log.read_text())
+    with open(log, "a") as handle:
+        handle.write("progress\nlhl: error: non-finite loss term 'new' (nan) at phase 2\n")
+    assert runner._error_line(log, offset) == "non-finite loss term 'new' (nan) at phase 2"
+    with open(log, "a") as handle:
+        handle.write("Traceback (most recent call last):\n  ...\nTypeError: a bug\n")
+    assert runner._error_line(log, len(log.read_text()) - len("TypeError: a bug\n")) == "TypeError: a bug"

@@ -129,9 +129,11 @@ def run_state(run_dir: Path, phases: int | None = None) -> RunState:
     if record.get("state") == "failed":
         return RunState("failed", str(record.get("error", "")))
     done = completed_phases(run_dir)
-    if done or record:
+    if done:
         total = f"/{phases}" if phases else ""
         return RunState("pending", f"interrupted after phase {done}{total}; the next lhl bench resumes it")
+    if record:
+        return RunState("pending", "interrupted in phase 1; the next lhl bench starts it again")
     return RunState("pending")
 
 
