@@ -1,5 +1,5 @@
-"""Command-line interface: ``lhl run``, ``lhl eval``, ``lhl predict``, ``lhl compare``, ``lhl report``,
-``lhl list``, ``lhl data preview``, ``lhl data check``.
+"""Command-line interface: ``lhl run``, ``lhl bench``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
+``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -140,6 +140,40 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--limit", type=int, metavar="N", help="check at most N images per split (evenly spaced)")
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="data option, e.g. --set data.taskonomy_split=tiny (repeatable)")
+
+    bench = sub.add_parser(
+        "bench", help="run an experiment: methods and variants x task orders x seeds, resumably",
+        description="Run every (method or variant x order x seed) of an experiment file (or of its command-line "
+                    "form) into one directory: DIR/experiment.yaml, DIR/runs/<order>/<label>-s<seed>/ (each an lhl "
+                    "run directory with bench-status.json). Every run's configuration is checked before anything "
+                    "starts. Complete runs are skipped, incomplete ones resumed, so a stopped bench continues where "
+                    "it stopped; a failing run is recorded with its error and the others go on (exit status 1 at "
+                    "the end). When every run is complete, the lhl compare table is printed.")
+    bench.add_argument("experiment", nargs="?", metavar="EXPERIMENT.yaml",
+                       help="experiment file (keys: base, set, methods, variants, seeds, orders, baseline)")
+    bench_base = bench.add_mutually_exclusive_group()
+    bench_base.add_argument("--preset", metavar="NAME", help="without a file: the base preset")
+    bench_base.add_argument("--config", metavar="FILE", help="without a file: the base config file")
+    bench.add_argument("--methods", metavar="A,B", help="without a file: comma-separated methods")
+    bench.add_argument("--seeds", metavar="0,1", help="without a file: comma-separated seeds (default 0)")
+    bench.add_argument("--orders", metavar="'a,b,c;c,b,a'",
+                       help="without a file: task orders, tasks separated by ',' and orders by ';' (default: the "
+                            "base configuration's order)")
+    bench.add_argument("--baseline", metavar="LABEL", help="without a file: the row Δ is measured against "
+                       "(default: vanilla when it runs, else the first label)")
+    bench.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                       help="override a config key in every run (repeatable; also with a file, after its set:)")
+    bench.add_argument("--out", metavar="DIR", help="the experiment directory")
+    bench.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="N runs at a time in worker processes, each with max(1, cores // N) threads, or one "
+                            "GPU each when device is cuda and several are visible (default 1: in this process)")
+    bench.add_argument("--shard", metavar="I/N",
+                       help="run only runs i with i %% N == I-1 (0-based i as --list prints it): one slice of N, "
+                            "e.g. --shard $SLURM_ARRAY_TASK_ID/N")
+    bench.add_argument("--list", action="store_true", dest="list_runs",
+                       help="print the run list (index, label, order, seed, run directory) and exit")
+    bench.add_argument("--status", metavar="DIR", help="print how many runs of DIR are done, failed, running, "
+                       "pending, with the failed runs' errors, and exit")
     return parser
 
 
@@ -271,10 +305,18 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lhl.experiments.command import bench
+
+    return bench(args.experiment, preset=args.preset, config=args.config, methods=args.methods, seeds=args.seeds,
+                 orders=args.orders, sets=args.overrides, baseline=args.baseline, out=args.out, jobs=args.jobs,
+                 shard=args.shard, list_runs=args.list_runs, status=args.status)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "eval": _cmd_eval, "predict": _cmd_predict, "compare": _cmd_compare,
-                "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
+    handlers = {"run": _cmd_run, "bench": _cmd_bench, "eval": _cmd_eval, "predict": _cmd_predict,
+                "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)
