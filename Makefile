@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job: vanilla on the synthetic-nyu-demo preset (about 3 minutes on 2 CPU cores).
+# The main job: vanilla, joint, DIS and HAD on the synthetic-nyu-demo preset as one experiment
+# (two runs at a time on 2 cores), then its report (runs/demo/report/report.html).
 demo: $(STAMP)
-	$(VENV)/bin/lhl run
+	$(VENV)/bin/lhl bench experiments/demo.yaml --out runs/demo --jobs 2
+	$(VENV)/bin/lhl report runs/demo
 
 # The whole suite with one torch thread, then the numerical tests again with two (reduction order
 # changes with the thread count; no tolerance may depend on it).
