@@ -403,21 +403,8 @@ def _section_table(benchmark: str, order: tuple[str, ...], runs: list[Run], grou
         matched = [s for s in group.by_seed if s in base_runs]
         for seed in matched:
             run, ref = group.by_seed[seed], base_runs[seed]
-            per_metric = metric_relative_improvement(run.final, ref.final, directions)
-            for task, metrics in per_metric.items():
-                for metric, value in metrics.items():
-                    if not math.isnan(value):
-                        continue
-                    ref_value, own = ref.final[task][metric], run.final[task][metric]
-                    if ref_value == 0:
-                        undefined_zero.setdefault((task, metric), set()).add(seed)
-                    elif not math.isfinite(ref_value):
-                        undefined_other.append(f"{base_label} seed {seed}: {task}/{metric} is {ref_value}")
-                    elif not math.isfinite(own):
-                        undefined_other.append(f"{group.label} seed {seed}: {task}/{metric} is {own}")
-                if all(ref.final[task][m] == 0 for m in metrics):
-                    undefined_tasks.setdefault(task, set()).add(seed)
-            delta = relative_improvement(run.final, ref.final, directions)
+            delta = delta_noting_undefined(group.label, base_label, seed, run.final, ref.final, directions,
+                                           undefined_zero, undefined_other, undefined_tasks)
             if math.isnan(delta):
                 notes.append(f"Δ for {group.label}, seed {seed}: {NA} (no task has a defined relative "
                              f"change); left out of its mean")
@@ -553,3 +540,26 @@ def merged_directions(runs: Sequence[Run]) -> dict[str, dict[str, bool]]:
         ReportError: two runs disagree on a metric's direction (naming both).
     """
     return _merged_directions(runs)
+
+
+def delta_noting_undefined(label: str, base_label: str, seed: int, final: dict, reference: dict, directions: dict,
+                           undefined_zero: dict, undefined_other: list, undefined_tasks: dict) -> float:
+    """Δ (eq. 11) of ``final`` over ``reference`` — NaN when no task has a defined relative change —
+    recording why each undefined metric is undefined: a zero baseline value
+    (``undefined_zero[(task, metric)]`` gets ``seed``), a non-finite value (a line in
+    ``undefined_other``), a task whose every baseline metric is 0 (``undefined_tasks[task]``).
+    Shared by ``lhl compare`` and ``lhl report``."""
+    for task, metrics in metric_relative_improvement(final, reference, directions).items():
+        for metric, value in metrics.items():
+            if not math.isnan(value):
+                continue
+            ref_value, own = reference[task][metric], final[task][metric]
+            if ref_value == 0:
+                undefined_zero.setdefault((task, metric), set()).add(seed)
+            elif not math.isfinite(ref_value):
+                undefined_other.append(f"{base_label} seed {seed}: {task}/{metric} is {ref_value}")
+            elif not math.isfinite(own):
+                undefined_other.append(f"{label} seed {seed}: {task}/{metric} is {own}")
+        if all(reference[task][m] == 0 for m in metrics):
+            undefined_tasks.setdefault(task, set()).add(seed)
+    return relative_improvement(final, reference, directions)

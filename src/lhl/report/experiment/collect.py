@@ -34,11 +34,11 @@ from lhl.metrics.summary import (
     matrix_from_performance,
     mean_defined,
     mean_rank,
-    metric_relative_improvement,
     ranked_tasks,
     relative_improvement,
 )
-from lhl.report.compare import Group, Run, find_baseline, grouped_sections, load_run, merged_directions
+from lhl.report.compare import (Group, Run, delta_noting_undefined, find_baseline, grouped_sections, load_run,
+                                merged_directions)
 from lhl.report.tables import MARK, NA
 
 __all__ = ["Stat", "RunRecord", "TableRow", "Table", "Section", "BenchmarkReport", "Experiment",
@@ -438,20 +438,8 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
         matched = [s for s in own if s in base_runs]
         for seed in matched:
             run, ref = own[seed].run, base_runs[seed].run
-            for task, metrics in metric_relative_improvement(run.final, ref.final, directions).items():
-                for metric, value in metrics.items():
-                    if not math.isnan(value):
-                        continue
-                    ref_value, value_here = ref.final[task][metric], run.final[task][metric]
-                    if ref_value == 0:
-                        undefined_zero.setdefault((task, metric), set()).add(seed)
-                    elif not math.isfinite(ref_value):
-                        undefined_other.append(f"{base_label} seed {seed}: {task}/{metric} is {ref_value}")
-                    elif not math.isfinite(value_here):
-                        undefined_other.append(f"{group.label} seed {seed}: {task}/{metric} is {value_here}")
-                if all(ref.final[task][m] == 0 for m in metrics):
-                    undefined_tasks.setdefault(task, set()).add(seed)
-            delta = relative_improvement(run.final, ref.final, directions)
+            delta = delta_noting_undefined(group.label, base_label, seed, run.final, ref.final, directions,
+                                           undefined_zero, undefined_other, undefined_tasks)
             if math.isnan(delta):
                 notes.append(f"Δ for {group.label}, seed {seed}: {NA} (no task has a defined relative change); "
                              f"left out of its mean")
