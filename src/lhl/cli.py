@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN", help="run directory (the --out of 'lhl run')")
     evaluate.add_argument("--phase", type=int, metavar="T", help="phase to load (default: the last completed one)")
     evaluate.add_argument("--split", default="test", metavar="SPLIT",
-                          help="split to evaluate; only 'test' for now (a validation split is planned)")
+                          help="split to evaluate: 'test' (default) or 'val' (a run with data.val_size > 0)")
     evaluate.add_argument("--batch-size", type=int, metavar="N",
                           help="images per batch (default: the run's train.eval_batch_size, or 2 × batch_size; "
                                "another value can change the last digits)")
@@ -205,8 +205,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from lhl.report.tables import format_phase_metrics
 
     if args.split not in EVAL_SPLITS:
-        raise ConfigError(f"--split: invalid value {args.split!r}; expected {' or '.join(EVAL_SPLITS)} (a validation "
-                          "split is not available yet)")
+        raise ConfigError(f"--split: invalid value {args.split!r}; expected {' or '.join(EVAL_SPLITS)} ('val' for a "
+                          "run with data.val_size > 0)")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size: invalid value {args.batch_size}; expected an integer >= 1")
     loaded = load_run(args.run_dir, args.phase, args.device, data_root=args.data_root)
