@@ -199,9 +199,11 @@ ADDED_KEYS = {"data.val_size": 0}
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ (ignoring :data:`RESUME_TOLERATED`; a key of
-    :data:`ADDED_KEYS` missing from ``saved`` counts as its default)."""
+    :data:`ADDED_KEYS` missing from ``saved`` but present in ``current`` counts as its default)."""
     a, b = flatten(saved), flatten(current)
-    a = {**{k: v for k, v in ADDED_KEYS.items() if k not in a}, **a}
+    for key, default in ADDED_KEYS.items():
+        if key not in a and key in b:
+            a[key] = default
     keys = sorted(set(a) | set(b))
     return [f"{k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in keys
             if a.get(k) != b.get(k) and not k.startswith(RESUME_TOLERATED)]
