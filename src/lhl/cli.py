@@ -1,4 +1,4 @@
-"""Command-line interface: ``lhl run``, ``lhl bench``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
+"""Command-line interface: ``lhl run``, ``lhl bench``, ``lhl sweep``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
 ``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN", help="run directory (the --out of 'lhl run')")
     evaluate.add_argument("--phase", type=int, metavar="T", help="phase to load (default: the last completed one)")
     evaluate.add_argument("--split", default="test", metavar="SPLIT",
-                          help="split to evaluate; only 'test' for now (a validation split is planned)")
+                          help="split to evaluate: 'test' (default) or 'val' (a run with data.val_size > 0)")
     evaluate.add_argument("--batch-size", type=int, metavar="N",
                           help="images per batch (default: the run's train.eval_batch_size, or 2 × batch_size; "
                                "another value can change the last digits)")
@@ -174,6 +174,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="print the run list (index, label, order, seed, run directory) and exit")
     bench.add_argument("--status", metavar="DIR", help="print how many runs of DIR are done, failed, running, "
                        "pending, with the failed runs' errors, and exit")
+    sweep = sub.add_parser(
+        "sweep", help="tune one method: a grid of settings x seeds x orders, selected on the validation split",
+        description="Run every point of a sweep file's grid (a variant of its method) and its baseline over every "
+                    "seed and order into DIR (as lhl bench: resumable, --jobs, --shard, --list, --status), then pick "
+                    "the point with the largest mean validation Δ vs the baseline (performance.json 'validation'; "
+                    "test metrics are never read for it) and write DIR/selected.yaml (a config file) and "
+                    "DIR/sweep.md (validation Δ of every point; test numbers of the selected one only).")
+    sweep.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="the sweep file (see experiments/sweep-*.yaml)")
+    sweep.add_argument("--out", metavar="DIR", help="the sweep directory")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time (worker processes)")
+    sweep.add_argument("--shard", metavar="I/N", help="run only shard I of N of the run list")
+    sweep.add_argument("--list", action="store_true", dest="list_runs", help="print the run list and exit")
+    sweep.add_argument("--status", metavar="DIR", help="print how many runs of DIR are done, failed, running, pending")
     return parser
 
 
@@ -205,8 +218,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from lhl.report.tables import format_phase_metrics
 
     if args.split not in EVAL_SPLITS:
-        raise ConfigError(f"--split: invalid value {args.split!r}; expected {' or '.join(EVAL_SPLITS)} (a validation "
-                          "split is not available yet)")
+        raise ConfigError(f"--split: invalid value {args.split!r}; expected {' or '.join(EVAL_SPLITS)} ('val' for a "
+                          "run with data.val_size > 0)")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size: invalid value {args.batch_size}; expected an integer >= 1")
     loaded = load_run(args.run_dir, args.phase, args.device, data_root=args.data_root)
@@ -305,6 +318,13 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from lhl.experiments.command import sweep
+
+    return sweep(args.sweep, out=args.out, jobs=args.jobs, shard=args.shard, list_runs=args.list_runs,
+                 status=args.status)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from lhl.experiments.command import bench
 
@@ -315,7 +335,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "bench": _cmd_bench, "eval": _cmd_eval, "predict": _cmd_predict,
+    handlers = {"run": _cmd_run, "bench": _cmd_bench, "sweep": _cmd_sweep, "eval": _cmd_eval, "predict": _cmd_predict,
                 "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:

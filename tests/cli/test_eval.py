@@ -38,7 +38,8 @@ def test_eval_batch_size_and_device(finished, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--split", "val"], "--split: invalid value 'val'; expected test"),
+    (["--split", "val"], "--split: 'val' needs a run with a validation split"),
+    (["--split", "train"], "--split: invalid value 'train'; expected test or val"),
     (["--batch-size", "0"], "--batch-size: invalid value 0"),
     (["--phase", "7"], "phase 7 of"),
 ])

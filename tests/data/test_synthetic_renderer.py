@@ -210,7 +210,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="validation"):
         render(0, "validation", [0], RES)
     with pytest.raises(ValueError, match="train"):
-        render(0, "val", [0], RES)
+        render(0, "dev", [0], RES)  # "val" is a split (data.val_size): tests/data/test_splits.py
     with pytest.raises(ValueError, match="depth_zbuffer"):
         render(0, "train", [0], RES, ("depth_zbuffer",))
     with pytest.raises(ValueError, match="segmentation"):

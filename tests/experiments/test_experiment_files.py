@@ -16,7 +16,9 @@ from lhl.experiments.plan import parse_shard
 
 from .conftest import bench, write_experiment
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
+# sweep-*.yaml are lhl sweep files (tests/experiments/test_sweep.py validates them)
+EXPERIMENTS = sorted(p for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml")
+                     if not p.name.startswith("sweep-"))
 
 
 def test_the_experiment_files_are_there():

@@ -193,9 +193,17 @@ def resolve_method(config: RunConfig):
 RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "data.root", "logging")
 
 
+#: Keys added after runs were recorded: a saved configuration without one had this value.
+ADDED_KEYS = {"data.val_size": 0}
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ (ignoring :data:`RESUME_TOLERATED`)."""
+    """Dotted keys whose values differ (ignoring :data:`RESUME_TOLERATED`; a key of
+    :data:`ADDED_KEYS` missing from ``saved`` but present in ``current`` counts as its default)."""
     a, b = flatten(saved), flatten(current)
+    for key, default in ADDED_KEYS.items():
+        if key not in a and key in b:
+            a[key] = default
     keys = sorted(set(a) | set(b))
     return [f"{k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in keys
             if a.get(k) != b.get(k) and not k.startswith(RESUME_TOLERATED)]

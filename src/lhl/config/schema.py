@@ -47,6 +47,10 @@ class DataConfig:
     resolution: list[int] = field(default_factory=lambda: [64, 64])  # [H, W]
     train_size: int | None = None  # synthetic: images generated; real: cap (None = all)
     test_size: int | None = None
+    # validation images, used only for selecting settings (lhl sweep) and evaluated once after the last
+    # phase (performance.json "validation"); 0 = no validation split. Synthetic: a separately rendered
+    # split; on disk: a seeded slice of the training images, excluded from the phase chunks
+    val_size: int = 0
     chunking: Literal["shuffle", "contiguous"] = "shuffle"
     num_workers: int = 0
     augment: bool = False  # MTAN's RandomScaleCrop + flip on training images (lhl.data.transforms)
@@ -58,6 +62,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_nonnegative_int(self.num_workers, "data.num_workers")
+        check_nonnegative_int(self.val_size, "data.val_size")
         if len(self.resolution) != 2 or min(self.resolution) < 1:
             raise ConfigError(f"data.resolution: invalid value {self.resolution!r}; expected [H, W]")
 

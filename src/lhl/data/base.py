@@ -122,6 +122,8 @@ class Benchmark:
         """12 hex digits of the data settings that change the samples (all but ``root`` and
         ``num_workers``), plus ``extra``, as canonical JSON (sorted keys)."""
         settings = {f.name: getattr(self.data, f.name) for f in fields(self.data) if f.name not in NOT_DATA}
+        if not settings.get("val_size"):  # no validation split: the digest of runs made before it existed
+            settings.pop("val_size", None)
         settings.update(extra, benchmark=self.name)
         text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -12,7 +12,10 @@ flips. ``lhl data
 check`` drives the same decoders over every file (:mod:`lhl.data.check`).
 
 ``data.train_size`` / ``data.test_size`` cap a split to that many images, chosen evenly
-spaced over the sorted list (``floor(k·N/cap)``), independent of the seed.
+spaced over the sorted list (``floor(k·N/cap)``), independent of the seed. ``data.val_size``
+then holds out that many of the (capped) training images as the "val" split, chosen by the run's
+seed (:meth:`FileBenchmark.val_positions`); the "train" split the phase chunks are cut from is the
+rest, in the same order.
 
 :meth:`FileBenchmark.validate` checks ``data.root`` and the layout (by listing folders, never
 opening label files) before a run writes anything; :meth:`FileBenchmark.fingerprint` hashes a
@@ -42,6 +45,8 @@ from lhl.tasks import Task
 SPLITS = ("train", "test")
 #: files per split whose bytes the fingerprint samples, and the size of each sampled block
 FINGERPRINT_FILES, FINGERPRINT_BLOCK = 64, 4096
+#: the second word of the validation slice's generator seed, ``default_rng([seed, VAL_SEED])``
+VAL_SEED = 12345
 
 
 @dataclass
@@ -119,8 +124,9 @@ class FileBenchmark(Benchmark):
         self._root = root
         return root
 
-    def entries(self, split: str) -> list[Hashable]:
-        """The split's images after the ``data.train_size``/``test_size`` cap."""
+    def listing(self, split: str) -> list[Hashable]:
+        """The images of the folder split ``split`` ("train" or "test") after the
+        ``data.train_size``/``test_size`` cap, validation images included."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split not in self._entries:
@@ -137,6 +143,32 @@ class FileBenchmark(Benchmark):
             self._entries[split] = [found[i] for i in cap_indices(len(found), cap)]
         return self._entries[split]
 
+    def val_positions(self) -> list[int]:
+        """Positions in the (capped) training listing that form the validation split: the first
+        ``data.val_size`` of ``numpy.random.default_rng([seed, 12345]).permutation(N)``, sorted."""
+        count = len(self.listing("train"))
+        size = self.data.val_size
+        if size == 0:
+            return []
+        if size >= count:
+            raise ConfigError(f"data.val_size: invalid value {size}; the training split has {count} images and "
+                              "the validation split is cut from it (expected fewer than that, leaving images to train on)")
+        order = np.random.default_rng([self.seed, VAL_SEED]).permutation(count)
+        return sorted(int(i) for i in order[:size])
+
+    def entries(self, split: str) -> list[Hashable]:
+        """The images of ``split``: "test"; "train" without the validation images (the phase chunks
+        are cut from these); "val": the ``data.val_size`` validation images (:meth:`val_positions`,
+        files of the training folder, labels of every task)."""
+        if split == "val":
+            listing = self.listing("train")
+            return [listing[i] for i in self.val_positions()]
+        listing = self.listing(split)
+        if split == "train" and self.data.val_size:
+            held_out = set(self.val_positions())
+            return [entry for i, entry in enumerate(listing) if i not in held_out]
+        return listing
+
     def validate(self, tasks: Sequence[str] | None = None) -> None:
         """Settings, then ``data.root``: set, an existing readable non-empty directory, both
         splits present, and every requested task's label folder holding a file for every
@@ -152,9 +184,10 @@ class FileBenchmark(Benchmark):
         if empty:
             raise problem(root, f"empty directory (data.root); {self.expected()}")
         for split in SPLITS:
-            self.entries(split)
+            self.listing(split)
+        self.val_positions()  # data.val_size against the training images
         for split in SPLITS:
-            entries = self.entries(split)
+            entries = self.listing(split)
             for task in tasks:
                 try:
                     missing = self.missing_labels(split, task, entries)
@@ -178,7 +211,8 @@ class FileBenchmark(Benchmark):
         self.check_tasks(tasks)
         entries = self.entries(split)
         augment = split == "train" and self.data.augment
-        return FileDataset(self, split, [entries[i] for i in indices], {name: self.make_task(name) for name in tasks},
+        folder = "train" if split == "val" else split  # validation images are files of the training folder
+        return FileDataset(self, folder, [entries[i] for i in indices], {name: self.make_task(name) for name in tasks},
                            augment)
 
     def load(self, split: str, entry: Hashable, tasks: Sequence[str]) -> dict[str, Tensor]:
@@ -218,7 +252,7 @@ class FileBenchmark(Benchmark):
         digest = hashlib.sha256()
         counts = {}
         for split in SPLITS:
-            entries = self.entries(split)
+            entries = self.listing(split)
             counts[split] = len(entries)
             digest.update(f"{split} {len(entries)}\n".encode())
             digest.update("\n".join(_entry_name(entry) for entry in entries).encode() + b"\n")
@@ -227,13 +261,15 @@ class FileBenchmark(Benchmark):
                 _hash_file(digest, f"{split}/image/{_entry_name(entry)}", self.image_path(split, entry))
                 for task in tasks:
                     _hash_file(digest, f"{split}/{task}/{_entry_name(entry)}", self.label_path(split, entry, task))
+        # with a validation split, which training images it holds depends on the seed too
+        extra = {"seed": self.seed} if self.data.val_size else {}
         return (f"{self.name} train={counts['train']} test={counts['test']} files={digest.hexdigest()[:16]} "
-                f"settings={self.settings_digest()}")
+                f"settings={self.settings_digest(**extra)}")
 
     def _has_folder(self, task: str) -> bool:
         try:
             for split in SPLITS:
-                self.label_path(split, self.entries(split)[0], task)
+                self.label_path(split, self.listing(split)[0], task)
         except DataError:
             return False
         return True

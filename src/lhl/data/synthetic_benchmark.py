@@ -63,6 +63,8 @@ class SyntheticBenchmark(Benchmark):
         return specs
 
     def num_images(self, split: str) -> int:
+        if split == "val":
+            return self.data.val_size
         size = self.data.train_size if split == "train" else self.data.test_size
         if size is not None:
             return size
@@ -90,7 +92,7 @@ class SyntheticBenchmark(Benchmark):
         ``render`` hashes the first training and test image quantised to 8 bits (``round(255·x)``),
         so it notices a change of the renderer but not float round-off that differs between
         CPUs; ``settings`` covers the seed and every data setting except ``data.root`` and
-        ``data.num_workers``. ``tasks`` is accepted for the common interface and not used: the
+        ``data.num_workers`` (``data.val_size`` only when it is not 0). ``tasks`` is accepted for the common interface and not used: the
         labels are functions of the same scene.
         """
         resolution = tuple(int(v) for v in self.data.resolution)

@@ -18,8 +18,8 @@ from lhl.tasks import Task
 if TYPE_CHECKING:
     from lhl.engine.loading import LoadedRun
 
-#: the splits a finished run can be evaluated on (a validation split is planned)
-EVAL_SPLITS = ("test",)
+#: the splits a finished run can be evaluated on ("val" when its data.val_size > 0)
+EVAL_SPLITS = ("test", "val")
 
 
 @torch.no_grad()
@@ -59,6 +59,9 @@ def evaluate_run(loaded: LoadedRun, split: str = "test", batch_size: int | None 
     if split not in EVAL_SPLITS:
         raise ConfigError(f"--split: invalid value {split!r}; a finished run can be evaluated on: "
                           f"{', '.join(EVAL_SPLITS)}")
+    if split == "val" and not loaded.config.data.val_size:
+        raise ConfigError("--split: 'val' needs a run with a validation split (data.val_size > 0); this run has "
+                          "data.val_size = 0")
     train = loaded.config.train
     if batch_size is None:
         batch_size = train.eval_batch_size or 2 * train.batch_size

@@ -187,9 +187,13 @@ class Trainer:
                        "directions": {t: dict(self.tasks[t].higher_is_better) for t in self.order},
                        "phases": []}
         self.method.setup(ctx)
+        validation = None
         if done:
             self._restore(ctx, done)
-            performance["phases"] = self.directory.read_performance()["phases"][:done]
+            saved = self.directory.read_performance()
+            performance["phases"] = saved["phases"][:done]
+            if done == len(plan):
+                validation = saved.get("validation")  # a finished run keeps its validation result
             ctx.log("resume", phase=done, completed_phases=done)
             self.echo(f"resuming {self.run_dir} after phase {done}")
         else:
@@ -224,9 +228,27 @@ class Trainer:
             self._save_phase(ctx, phase)
             write_json(self.run_dir / "performance.json", performance)
             self.echo(format_phase_metrics(phase, label, metrics))
+        if self.config.data.val_size > 0:
+            if validation is None:
+                validation = self._validate(ctx)
+            performance["validation"] = validation
+            write_json(self.run_dir / "performance.json", performance)
         write_text(self.run_dir / "summary.md", summary_markdown(performance, self.config))
         ctx.log("run_end")
         return performance
+
+    def _validate(self, ctx: RunContext) -> dict[str, dict[str, float]]:
+        """Every task on the validation split (``data.val_size`` images) with the final model: the
+        ``"validation"`` entry of performance.json, which only selection (``lhl sweep``) reads."""
+        seen = [self.tasks[t] for t in ctx.model.tasks]
+        loader = self._loader("val", list(range(self.benchmark.num_images("val"))), ctx.model.tasks, False, 0)
+        validation = evaluate(ctx.model, seen, loader, self.device, not self.bars, desc="eval validation",
+                              should_stop=lambda: self._stop_signal is not None)
+        self._check_interrupt(ctx)
+        ctx.log("validation", metrics=validation)
+        self.echo("validation: " + "; ".join(f"{task} " + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                                             for task, values in validation.items()))
+        return validation
 
     def _restore(self, ctx: RunContext, done: int) -> None:
         from lhl.errors import CheckpointError

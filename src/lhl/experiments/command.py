@@ -19,7 +19,7 @@ from lhl.experiments.runner import (check_run_directories, comparison, format_ru
                                     prepare_directory, run_bench, summary)
 from lhl.experiments.schema import Experiment, experiment_from_options, load_experiment
 
-__all__ = ["bench"]
+__all__ = ["bench", "sweep"]
 
 
 def bench(experiment: str | None = None, *, preset: str | None = None, config: str | None = None,
@@ -101,3 +101,51 @@ def _status(out: Path, echo) -> int:
     text, _ = format_status(runs, out)
     echo(text)
     return 0
+
+
+def sweep(path: str | None = None, *, out: str | None = None, jobs: int = 1, shard: str | None = None,
+          list_runs: bool = False, status: str | None = None, echo=None) -> int:
+    """``lhl sweep SWEEP.yaml --out DIR``: the grid's runs (with the runner of ``lhl bench``), then,
+    when every run is complete, the selection on validation results (``DIR/selected.yaml``) and the
+    report (``DIR/sweep.md``); returns the exit status (1: some run failed)."""
+    from lhl.experiments.sweep import (load_sweep, select, validation_pairs, validation_table, with_val_size,
+                                       write_report, write_selected)
+    from lhl.experiments.status import is_complete
+
+    echo = echo or functools.partial(print, flush=True)
+    if status is not None:
+        if path is not None or out is not None or shard is not None or list_runs:
+            raise ConfigError("--status DIR takes no other option: it reads DIR/experiment.yaml")
+        return _status(Path(status), echo)
+    if path is None:
+        raise ConfigError("expected a sweep file: lhl sweep SWEEP.yaml --out DIR")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: invalid value {jobs}; expected an integer >= 1")
+    spec = with_val_size(load_sweep(path))
+    exp = spec.experiment()
+    shard_range = parse_shard(shard)
+    runs = plan_runs(exp)
+    if exp.orders is None:
+        exp.orders = [list(o) for o in dict.fromkeys(tuple(r.order) for r in runs)]
+    out_dir = Path(out) if out is not None else None
+    if list_runs:
+        echo(format_run_list(shard_slice(runs, shard_range), out_dir))
+        return 0
+    if out_dir is None:
+        raise ConfigError("--out DIR is required: the sweep directory the runs go to (DIR/runs/<order>/<label>-s<seed>)")
+    check_run_directories(runs, out_dir)
+    prepare_directory(exp, out_dir, path)
+    result = run_bench(runs, out_dir, jobs=jobs, shard=shard_range, echo=echo)
+    echo(summary(result, runs, out_dir))
+    if result.interrupted is not None:
+        name = signal.Signals(result.interrupted).name
+        raise Interrupted(f"{name} received: the sweep stopped its runs at a safe point; rerun the same lhl sweep "
+                          "command to resume them", result.exit_code)
+    if all(is_complete(out_dir / r.rel_dir) for r in runs):
+        points, directions = validation_pairs(spec, runs, out_dir)
+        winner, means = select(points, directions)
+        selected = write_selected(spec, out_dir, winner, means)
+        report = write_report(spec, runs, out_dir, winner, points, directions)
+        echo(f"\nvalidation Δ vs {spec.baseline} (selection):\n\n{validation_table(spec, points, directions, winner)}")
+        echo(f"\nselected: {winner} -> {selected}\nreport (test numbers of the selected setting): {report}")
+    return result.exit_code

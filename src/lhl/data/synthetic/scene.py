@@ -25,7 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-SPLIT_CODES: dict[str, int] = {"train": 0, "test": 1}
+#: ``"val"`` (``data.val_size`` images) is rendered from its own generators, so it shares no sample with
+#: train or test by construction.
+SPLIT_CODES: dict[str, int] = {"train": 0, "test": 1, "val": 2}
 
 CLASS_NAMES: tuple[str, ...] = ("floor", "wall", "ceiling", "sphere", "cube", "slab", "cylinder",
                                 "pillar")
