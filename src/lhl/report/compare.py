@@ -444,19 +444,9 @@ def _section_table(benchmark: str, order: tuple[str, ...], runs: list[Run], grou
 
     # notes on undefined relative changes
     zero_columns = set(undefined_zero)
-    if undefined_zero:
-        by_seeds: dict[tuple[int, ...], list[str]] = {}
-        for (task, metric), seeds in undefined_zero.items():
-            by_seeds.setdefault(tuple(sorted(seeds)), []).append(f"{task}/{metric}")
-        listed = "; ".join(f"{', '.join(cols)} ({_seeds(s)})" for s, cols in by_seeds.items())
-        notes.insert(0, f"{MARK} {NA}: the relative change over a zero baseline value is undefined — "
-                        f"{base_label} has 0 in {listed}. These metrics are left out of Δ and MR (a "
-                        f"task's Δ is the mean over its other metrics)")
-    for task, seeds in undefined_tasks.items():
-        notes.append(f"{task} has no defined metric ({_seeds(seeds)}): its Δ is {NA}, left out of the "
-                     f"average over tasks")
-    for text in dict.fromkeys(undefined_other):
-        notes.append(f"{text}: its relative change is undefined ({NA}), left out of Δ and MR")
+    first, last = notes_on_undefined(base_label, undefined_zero, undefined_tasks, undefined_other)
+    notes[:0] = first
+    notes += last
 
     header = ["method", "seeds"]
     header += [f"{t}/{m} {ARROW[directions[t][m]]}" + (f" {MARK}" if (t, m) in zero_columns else "")
@@ -563,3 +553,24 @@ def delta_noting_undefined(label: str, base_label: str, seed: int, final: dict, 
         if all(reference[task][m] == 0 for m in metrics):
             undefined_tasks.setdefault(task, set()).add(seed)
     return relative_improvement(final, reference, directions)
+
+
+def notes_on_undefined(base_label: str, undefined_zero: dict, undefined_tasks: dict,
+                       undefined_other: list) -> tuple[list[str], list[str]]:
+    """The notes under a table for what :func:`delta_noting_undefined` recorded: (the note on zero
+    baseline values, to put first; the notes on tasks with no defined metric and on non-finite
+    values, to append). Shared by ``lhl compare`` and ``lhl report``."""
+    first: list[str] = []
+    if undefined_zero:
+        by_seeds: dict[tuple[int, ...], list[str]] = {}
+        for (task, metric), seeds in undefined_zero.items():
+            by_seeds.setdefault(tuple(sorted(seeds)), []).append(f"{task}/{metric}")
+        listed = "; ".join(f"{', '.join(cols)} ({_seeds(s)})" for s, cols in by_seeds.items())
+        first.append(f"{MARK} {NA}: the relative change over a zero baseline value is undefined — "
+                     f"{base_label} has 0 in {listed}. These metrics are left out of Δ and MR (a "
+                     f"task's Δ is the mean over its other metrics)")
+    last = [f"{task} has no defined metric ({_seeds(seeds)}): its Δ is {NA}, left out of the average over tasks"
+            for task, seeds in undefined_tasks.items()]
+    last += [f"{text}: its relative change is undefined ({NA}), left out of Δ and MR"
+             for text in dict.fromkeys(undefined_other)]
+    return first, last

@@ -38,7 +38,7 @@ from lhl.metrics.summary import (
     relative_improvement,
 )
 from lhl.report.compare import (Group, Run, delta_noting_undefined, find_baseline, grouped_sections, load_run,
-                                merged_directions)
+                                merged_directions, notes_on_undefined)
 from lhl.report.tables import MARK, NA
 
 __all__ = ["Stat", "RunRecord", "TableRow", "Table", "Section", "BenchmarkReport", "Experiment",
@@ -477,19 +477,9 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
     else:
         notes.append(f"Δ, MR and step time: {NA}, no {baseline} run among the {name} runs")
 
-    if undefined_zero:
-        by_seeds: dict[tuple[int, ...], list[str]] = {}
-        for (task, metric), seeds in undefined_zero.items():
-            by_seeds.setdefault(tuple(sorted(seeds)), []).append(f"{task}/{metric}")
-        listed = "; ".join(f"{', '.join(cols)} ({_seeds_text(s)})" for s, cols in by_seeds.items())
-        notes.insert(0, f"{MARK} {NA}: the relative change over a zero baseline value is undefined — "
-                        f"{base_label} has 0 in {listed}. These metrics are left out of Δ and MR (a task's Δ "
-                        f"is the mean over its other metrics)")
-    for task, seeds in undefined_tasks.items():
-        notes.append(f"{task} has no defined metric ({_seeds_text(seeds)}): its Δ is {NA}, left out of the "
-                     f"average over tasks")
-    for text in dict.fromkeys(undefined_other):
-        notes.append(f"{text}: its relative change is undefined ({NA}), left out of Δ and MR")
+    first, last = notes_on_undefined(base_label, undefined_zero, undefined_tasks, undefined_other)
+    notes[:0] = first
+    notes += last
     every_seed = sorted(set().union(*(set(rs) for rs in by_row.values())))
     short: dict[tuple[int, ...], list[str]] = {}
     for group in groups:
