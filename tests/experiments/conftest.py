@@ -61,6 +61,19 @@ def plugin(tmp_path, monkeypatch):
     return marker
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests compare runs made in this process with runs made by subprocesses and workers,
+    which use one torch thread; the results are bit-identical only at equal thread counts (the
+    reduction order changes), so this process uses one thread here too, whatever LHL_TEST_THREADS says."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_experiment(path: Path, **tree) -> Path:
     tree.setdefault("base", "smoke")
     tree.setdefault("seeds", [0])
