@@ -345,12 +345,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def _seeds(seeds: Iterable[int]) -> str:
+def seeds_text(seeds: Iterable[int]) -> str:
+    """The words "seed 0" or "seeds 0, 2" (shared by the notes of compare and report)."""
     seeds = sorted(seeds)
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def _no_runs(seeds: Sequence[int]) -> str:
+def no_runs_text(seeds: Sequence[int]) -> str:
     if len(seeds) == 1:
         return f"no seed-{seeds[0]} run"
     return f"no runs for seeds {', '.join(map(str, seeds))}"
@@ -414,11 +415,11 @@ def _section_table(benchmark: str, order: tuple[str, ...], runs: list[Run], grou
         missing = sorted(set(group.by_seed) - set(base_runs))
         if base is not None and missing:
             if matched:
-                notes.append(f"Δ for {group.label} over {_seeds(matched)} only: {base_label} has "
-                             f"{_no_runs(missing)}")
+                notes.append(f"Δ for {group.label} over {seeds_text(matched)} only: {base_label} has "
+                             f"{no_runs_text(missing)}")
             else:
                 notes.append(f"Δ for {group.label}: {NA}, {base_label} has no run with its "
-                             f"{_seeds(missing)}")
+                             f"{seeds_text(missing)}")
 
     # MR per seed over the seeds every row has
     ranks: dict[str, list[float]] = {g.label: [] for g in groups}
@@ -428,7 +429,7 @@ def _section_table(benchmark: str, order: tuple[str, ...], runs: list[Run], grou
         if not common:
             notes.append(f"MR: {NA}, no seed is shared by every row")
         elif common != every:
-            notes.append(f"MR over {_seeds(common)} only (the seeds every row has)")
+            notes.append(f"MR over {seeds_text(common)} only (the seeds every row has)")
         for seed in common:
             results = {g.label: g.by_seed[seed].final for g in groups}
             reference = base_runs[seed].final
@@ -565,11 +566,11 @@ def notes_on_undefined(base_label: str, undefined_zero: dict, undefined_tasks: d
         by_seeds: dict[tuple[int, ...], list[str]] = {}
         for (task, metric), seeds in undefined_zero.items():
             by_seeds.setdefault(tuple(sorted(seeds)), []).append(f"{task}/{metric}")
-        listed = "; ".join(f"{', '.join(cols)} ({_seeds(s)})" for s, cols in by_seeds.items())
+        listed = "; ".join(f"{', '.join(cols)} ({seeds_text(s)})" for s, cols in by_seeds.items())
         first.append(f"{MARK} {NA}: the relative change over a zero baseline value is undefined — "
                      f"{base_label} has 0 in {listed}. These metrics are left out of Δ and MR (a "
                      f"task's Δ is the mean over its other metrics)")
-    last = [f"{task} has no defined metric ({_seeds(seeds)}): its Δ is {NA}, left out of the average over tasks"
+    last = [f"{task} has no defined metric ({seeds_text(seeds)}): its Δ is {NA}, left out of the average over tasks"
             for task, seeds in undefined_tasks.items()]
     last += [f"{text}: its relative change is undefined ({NA}), left out of Δ and MR"
              for text in dict.fromkeys(undefined_other)]

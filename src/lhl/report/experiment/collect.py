@@ -38,7 +38,7 @@ from lhl.metrics.summary import (
     relative_improvement,
 )
 from lhl.report.compare import (Group, Run, delta_noting_undefined, find_baseline, grouped_sections, load_run,
-                                merged_directions, notes_on_undefined)
+                                merged_directions, no_runs_text, notes_on_undefined, seeds_text)
 from lhl.report.tables import MARK, NA
 
 __all__ = ["Stat", "RunRecord", "TableRow", "Table", "Section", "BenchmarkReport", "Experiment",
@@ -367,15 +367,6 @@ def _record(run: Run) -> RunRecord:
 
 
 # ----------------------------------------------------------------------------- per-order statistics
-def _seeds_text(seeds: Iterable[int]) -> str:
-    seeds = sorted(seeds)
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
-def _no_runs(seeds: Sequence[int]) -> str:
-    return f"no seed-{seeds[0]} run" if len(seeds) == 1 else f"no runs for seeds {', '.join(map(str, seeds))}"
-
-
 def _row_order(groups: Sequence[Group]) -> list[Group]:
     def key(item: tuple[int, Group]) -> tuple[int, int]:
         index, group = item
@@ -450,11 +441,11 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
         missing = sorted(set(own) - set(base_runs))
         if base is not None and missing:
             if matched:
-                notes.append(f"Δ and step time for {group.label} over {_seeds_text(matched)} only: {base_label} "
-                             f"has {_no_runs(missing)}")
+                notes.append(f"Δ and step time for {group.label} over {seeds_text(matched)} only: {base_label} "
+                             f"has {no_runs_text(missing)}")
             else:
                 notes.append(f"Δ and step time for {group.label}: {NA}, {base_label} has no run with its "
-                             f"{_seeds_text(missing)}")
+                             f"{seeds_text(missing)}")
 
     # MR per seed over the seeds every row has
     ranks: dict[str, Stat] = {g.label: Stat() for g in groups}
@@ -464,7 +455,7 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
         if not common:
             notes.append(f"MR: {NA}, no seed is shared by every row")
         elif common != every:
-            notes.append(f"MR over {_seeds_text(common)} only (the seeds every row has)")
+            notes.append(f"MR over {seeds_text(common)} only (the seeds every row has)")
         for seed in common:
             results = {g.label: by_row[g.label][seed].run.final for g in groups}
             for label, value in mean_rank(results, directions, base_label).items():
@@ -487,7 +478,7 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
         if missing:
             short.setdefault(missing, []).append(group.label)
     for missing, labels in short.items():
-        notes.append(f"{', '.join(labels)} {'has' if len(labels) == 1 else 'have'} {_no_runs(missing)}: "
+        notes.append(f"{', '.join(labels)} {'has' if len(labels) == 1 else 'have'} {no_runs_text(missing)}: "
                      f"{'its' if len(labels) == 1 else 'their'} cells are over the other seeds")
     problems: dict[str, list[str]] = {}
     for group in groups:
