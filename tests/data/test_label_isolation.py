@@ -46,7 +46,7 @@ def test_dataset_opens_only_its_tasks_files(name, task, folders, request, opened
     dataset = bench.dataset("train", [0, 3], [task])
     opened.clear()
     for item in dataset:
-        assert set(item) == {"image", task}
+        assert set(item) == {"image", "index", task}
     depth = 1 if name == "taskonomy" else 2  # root/<domain>/... or root/<split>/<folder>/...
     assert {p.relative_to(root).parts[depth - 1] for p in opened} == folders
     assert len(opened) == 4

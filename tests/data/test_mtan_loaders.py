@@ -42,7 +42,7 @@ def test_nyuv2_items_decode_to_documented_units(nyuv2_root):
 
 def test_items_hold_only_requested_tasks(nyuv2_root):
     item = bench("nyuv2", nyuv2_root).dataset("train", [0, 1], ["depth"])[1]
-    assert set(item) == {"image", "depth"}
+    assert set(item) == {"image", "index", "depth"}
 
 
 @pytest.mark.parametrize("folder", ["label_7", "label"])

@@ -73,7 +73,7 @@ def test_disk_val_split_is_a_seeded_slice_outside_every_chunk(nyuv2_root):
     assert any(make(3, s).entries("val") != val for s in range(2, 6))
     # val items: the training folder's files, labels of every task
     item = bench.dataset("val", [0], ["segmentation", "depth", "normal"])[0]
-    assert set(item) == {"image", "segmentation", "depth", "normal"}
+    assert set(item) == {"image", "index", "segmentation", "depth", "normal"}
     # fingerprint: unchanged at val_size 0, changed (and seed-dependent) above
     assert plain.fingerprint() == make(0, 2).fingerprint() != bench.fingerprint() != make(3, 2).fingerprint()
     with pytest.raises(Exception, match="data.val_size"):

@@ -55,7 +55,7 @@ class Faulty(Vanilla):
         steps_per_phase = ctx.config.train.epochs * self.batches
         return int(phase) == ctx.phase and (ctx.step == steps_per_phase - 1 if step == "last" else int(step) == ctx.step)
 
-    def before_phase(self, ctx):
+    def before_phase(self, ctx, loader):
         self.batches = -(-len(range(ctx.config.data.train_size // len(ctx.task_order))) // ctx.config.train.batch_size)
 
     def loss_terms(self, ctx, batch, out):

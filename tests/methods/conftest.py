@@ -17,7 +17,7 @@ def phase_context(config, phase: int):
     ctx = RunContext(run.config, model, run.tasks, run.order, run.device, lambda *a, **k: None,
                      phase=phase, phase_tasks=[run.order[phase - 1]])
     method = run.make_method()
-    method.before_phase(ctx)
+    method.before_phase(ctx, None)
     return ctx, method
 
 
@@ -53,8 +53,8 @@ def record_phase_2(trainer):
         return {"encoder": {k: v.clone() for k, v in ctx.model.encoder.state_dict().items()},
                 "heads": {k: v.clone() for k, v in ctx.model.heads.state_dict().items()}}
 
-    def before_phase(ctx):
-        before(ctx)
+    def before_phase(ctx, loader):
+        before(ctx, loader)
         if ctx.phase == 2:
             states["start"] = copy(ctx)
 

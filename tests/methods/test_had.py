@@ -190,8 +190,8 @@ def test_teacher_is_frozen_copy_and_student_equal_teacher_gives_tiny_depth_terms
 class ProbeHAD(HAD):
     """HAD that counts encoder passes per training step and watches the teacher in phase 3."""
 
-    def before_phase(self, ctx):
-        super().before_phase(ctx)
+    def before_phase(self, ctx, loader):
+        super().before_phase(ctx, loader)
         if ctx.phase != 3:
             return
         self.counts, self.steps, self.changed = {"teacher": 0, "student": 0}, [], []

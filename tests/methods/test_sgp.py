@@ -146,7 +146,7 @@ def _step_context(apply_to: str):
     method.setup(ctx)
     method.bases = {"0": _orthonormal(27, 12)}
     method.importance = {"0": torch.ones(12)}
-    method.before_phase(ctx)
+    method.before_phase(ctx, None)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=0.1, weight_decay=1e-2)
     return ctx, method, optimizer

@@ -72,7 +72,7 @@ def _adam_context(apply_to):
     # weight importance: row 0 fully important, row 1 half, row 2 free; bias: 1, 0.99, 0
     method.importance = {"0.weight": torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1, 1).expand(3, 2, 1, 1).clone(),
                          "0.bias": torch.tensor([1.0, 0.99, 0.0])}
-    method.before_phase(ctx)
+    method.before_phase(ctx, None)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1, weight_decay=1e-2)
     return ctx, method, optimizer
 

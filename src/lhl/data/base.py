@@ -1,8 +1,10 @@
 """The benchmark interface: a dataset plus its task sequence (paper §3; README, "Benchmarks and datasets").
 
 A benchmark builds ``torch.utils.data.Dataset`` objects for a split, a subset of image
-indices and a set of tasks. Items are dicts: ``"image"`` ``[3,H,W]`` float in [0, 1] plus
-one entry per requested task (label conventions in :mod:`lhl.tasks.base`). A benchmark must
+indices and a set of tasks. Items are dicts: ``"image"`` ``[3,H,W]`` float in [0, 1], ``"index"``
+(the item's position in the dataset, an int64 scalar: what a per-phase cache, e.g. the frozen
+teacher's outputs, is keyed by) plus one entry per requested task (label conventions in
+:mod:`lhl.tasks.base`). A benchmark must
 never read labels of tasks it was not asked for — that is how phase t is kept from seeing
 other tasks' labels.
 

@@ -319,6 +319,7 @@ class FileDataset(Dataset):
             sample = self.augment(sample, self.tasks)
         if self.normalize:
             sample["image"] = normalize_image(sample["image"])
+        sample["index"] = torch.tensor(item, dtype=torch.int64)
         return {key: value.contiguous() for key, value in sample.items()}
 
 

@@ -45,7 +45,8 @@ class SyntheticDataset(Dataset):
         batch = render(self.seed, self.split, [self.indices[i] for i in items], self.resolution, self.tasks)
         if self.normalize:
             batch["image"] = normalize_image(batch["image"])  # [N,3,H,W]: the [3,1,1] mean/std broadcast
-        return [{key: value[j] for key, value in batch.items()} for j in range(len(items))]
+        return [{**{key: value[j] for key, value in batch.items()}, "index": torch.tensor(item, dtype=torch.int64)}
+                for j, item in enumerate(items)]
 
 
 class SyntheticBenchmark(Benchmark):

@@ -7,7 +7,8 @@ method returns, checkpoints whatever :meth:`Method.state_dict` returns, and neve
 specific method. Hooks, in the order the loop calls them::
 
     setup(ctx)                          once, after the model and tasks exist
-    before_phase(ctx)                   phase t starts (new head already added)
+    before_phase(ctx, loader)           phase t starts (new head already added); ``loader`` is
+                                        the phase's training loader (this process's share under DDP)
       on_train_mode(ctx)                after every model.train() (e.g. freeze BN)
       forward_tasks(ctx) -> [names]     heads the student runs on a batch
       loss_terms(ctx, batch, out) -> {name: scalar}   added to the new-task loss
@@ -92,7 +93,7 @@ class Method:
     def setup(self, ctx: RunContext) -> None:
         pass
 
-    def before_phase(self, ctx: RunContext) -> None:
+    def before_phase(self, ctx: RunContext, loader: Any) -> None:
         pass
 
     def on_train_mode(self, ctx: RunContext) -> None:

@@ -35,6 +35,7 @@ from lhl.engine.build import Run, build_run
 from lhl.engine.checkpoint import write_json, write_text
 from lhl.engine.hooks import RunContext, StepOutput
 from lhl.engine.evaluation import evaluate
+from lhl.engine.distributed import ShardedSampler
 from lhl.engine.events import EventLog
 from lhl.engine.provenance import provenance
 from lhl.engine.rundir import RunDirectory
@@ -153,8 +154,11 @@ class Trainer:
         train_cfg = self.config.train
         batch_size = train_cfg.batch_size if train else (train_cfg.eval_batch_size or 2 * train_cfg.batch_size)
         generator = torch.Generator().manual_seed(seed)
+        # One process draws exactly what a shuffling DataLoader draws; under DDP each process takes
+        # its share of that permutation (lhl.engine.distributed.ShardedSampler).
+        sampler = ShardedSampler(len(indices), generator) if train else None
         return DataLoader(
-            self.benchmark.dataset(split, indices, tasks), batch_size=batch_size, shuffle=train,
+            self.benchmark.dataset(split, indices, tasks), batch_size=batch_size, sampler=sampler,
             num_workers=self.config.data.num_workers, generator=generator, worker_init_fn=worker_init_fn,
             pin_memory=self.device.type == "cuda", drop_last=False)
 
@@ -211,7 +215,7 @@ class Trainer:
             ctx.log("phase_start", phase=phase, task=label, images=len(indices))
             self.echo(f"phase {phase}/{len(plan)}: {label} ({len(indices)} images)")
             loader = self._loader("train", indices, phase_tasks, True, derive_seed(self.config.seed, phase, 1))
-            self.method.before_phase(ctx)
+            self.method.before_phase(ctx, loader)
             self._train_phase(ctx, loader)
             self.method.after_phase(ctx, loader)
             self._check_interrupt(ctx)

@@ -44,7 +44,7 @@ class DistillationMethod(Method):
 
     teacher: Teacher | None = None
 
-    def before_phase(self, ctx: RunContext) -> None:
+    def before_phase(self, ctx: RunContext, loader) -> None:
         # The new head was already added by the loop; the teacher never runs it.
         self.teacher = Teacher(ctx.model) if ctx.old_tasks else None
 

@@ -55,7 +55,7 @@ class GradientSpaceMethod(Method):
         return isinstance(module, _BatchNorm)
 
     # -------------------------------------------------------------- hooks
-    def before_phase(self, ctx) -> None:
+    def before_phase(self, ctx, loader) -> None:
         self._frozen, self._before = [], {}
         self._active = ctx.phase >= 2
         if not self._active:

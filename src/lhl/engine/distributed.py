@@ -1,0 +1,184 @@
+"""Data-parallel training with PyTorch's own engine (``torch.distributed``, DDP): the process
+group, the sampler that splits a phase's chunk across processes, and the few collectives the
+engine and methods need to keep results equal to one process with the same global batch.
+
+Launched by ``torchrun --nproc_per_node=N -m lhl run ...`` (or ``lhl run --nproc N``), which sets
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; ``gloo`` on the CPU,
+``nccl`` on CUDA. Without a process group every helper here is the identity, so code written for
+one process needs no branch.
+
+Methods may import this module (it is part of the extension interface, like
+:mod:`lhl.engine.hooks`): a statistic a method estimates over the phase's data (a Fisher, a Gram
+matrix, summed gradients) must be combined across processes with :func:`all_reduce_sum` /
+:func:`all_reduce_mean`, and anything gathered per step with :func:`all_gather_interleaved`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import RandomSampler, Sampler
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def is_main() -> bool:
+    """True on the process that writes the run directory (rank 0, or the only one)."""
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment names a process group of more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_environment(device_type: str) -> torch.device | None:
+    """Join the process group torchrun describes (``gloo`` on the CPU, ``nccl`` on CUDA) and
+    return this process's device (``cuda:LOCAL_RANK`` on CUDA), or None when not launched by
+    torchrun. Idempotent."""
+    if not launched_by_torchrun():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return torch.device("cuda", local_rank) if device_type == "cuda" else torch.device(device_type)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Element-wise sum over processes, in place (and returned)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_mean(tensor: Tensor) -> Tensor:
+    """Element-wise mean over processes, in place (and returned)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def all_reduce_max(tensor: Tensor) -> Tensor:
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
+def all_gather_cat(tensor: Tensor) -> Tensor:
+    """Concatenation along dim 0 of every process's ``tensor`` in rank order; the first
+    dimension may differ between processes (the other dimensions may not)."""
+    if not is_distributed():
+        return tensor
+    sizes = [None] * dist.get_world_size()
+    dist.all_gather_object(sizes, int(tensor.shape[0]))
+    padded = torch.zeros((max(sizes), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def all_gather_interleaved(tensor: Tensor) -> Tensor:
+    """Every process's ``tensor`` (same shape everywhere, ``[n, ...]``) interleaved item by item:
+    ``[r0[0], r1[0], …, r0[1], r1[1], …]``. With :class:`ShardedSampler` this restores the order
+    one process would have seen the global batch in."""
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts, dim=1).flatten(0, 1)
+
+
+def broadcast_object(value: Any, source: int = 0) -> Any:
+    """``value`` of process ``source`` on every process (any picklable object)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=source)
+    return box[0]
+
+
+def shard_bounds(count: int, parts: int | None = None, index: int | None = None) -> tuple[int, int]:
+    """[start, stop) of contiguous part ``index`` of ``count`` items split into ``parts`` parts as
+    evenly as possible (the first ``count % parts`` parts one longer): how evaluation splits a
+    test set. Defaults: this process's part."""
+    parts = world_size() if parts is None else parts
+    index = rank() if index is None else index
+    base, extra = divmod(count, parts)
+    start = index * base + min(index, extra)
+    return start, start + base + (index < extra)
+
+
+class ShardedSampler(Sampler[int]):
+    """This process's share of one random permutation of the phase's chunk per epoch.
+
+    Every process draws the same permutation P from the same seeded generator (exactly what a
+    single process's shuffling loader draws, so one process gives the order it always gave) and
+    takes ``P[rank::world]``. With a per-process batch of ``global batch / world``, process r's
+    k-th batch is items ``kB + r, kB + r + world, …`` of P: the union over processes of each step
+    is the global batch one process would have drawn. When ``len(P)`` is not a multiple of the
+    world size, P is padded by repeating its head so every process takes the same number of steps
+    (as ``torch.utils.data.DistributedSampler``).
+    """
+
+    def __init__(self, size: int, generator: torch.Generator, rank_: int | None = None,
+                 world: int | None = None) -> None:
+        self.size = size
+        self.rank = rank() if rank_ is None else rank_
+        self.world = world_size() if world is None else world
+        self._random = RandomSampler(range(size), generator=generator)
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world)
+
+    def __iter__(self) -> Iterator[int]:
+        permutation = list(self._random)  # drawn lazily, at the first batch, as a shuffling loader does
+        if self.world > 1:
+            total = len(self) * self.world
+            permutation += (permutation * self.world)[: total - len(permutation)]
+        yield from permutation[self.rank::self.world]
+
+
+def per_process_batch(global_batch: int, key: str = "train.batch_size") -> int:
+    """``global_batch / world``; a batch the processes cannot share equally is a ConfigError."""
+    world = world_size()
+    if global_batch % world:
+        from lhl.errors import ConfigError
+
+        raise ConfigError(f"{key}: {global_batch} is the global batch and must be divisible by the number of "
+                          f"processes ({world})")
+    return global_batch // world
+
+
+def sequence_shard(items: Sequence[Any]) -> list[Any]:
+    """This process's contiguous part of ``items`` (:func:`shard_bounds`)."""
+    start, stop = shard_bounds(len(items))
+    return list(items[start:stop])
