@@ -190,11 +190,14 @@ def resolve_method(config: RunConfig):
 
 
 # Keys that may differ between a run and its resumption without changing its results.
-RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "data.root", "logging")
+RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "data.root", "logging",
+                    "train.teacher_cache_storage")
 
 
 #: Keys added after runs were recorded: a saved configuration without one had this value.
-ADDED_KEYS = {"data.val_size": 0}
+ADDED_KEYS = {"data.val_size": 0, "train.channels_last": False, "train.compile": False,
+              "train.sync_batchnorm": False, "train.teacher_cache": "auto", "train.teacher_cache_precision": "fp16",
+              "train.teacher_cache_storage": "memory"}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

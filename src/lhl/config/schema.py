@@ -88,6 +88,14 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] = "off"
     keep_checkpoints: int | None = None  # keep the newest N phase checkpoints (None = all)
     log_grad_norms: bool = True  # log each loss term's encoder gradient norm on one batch per epoch
+    channels_last: bool = False  # NHWC memory format for the model and images (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the student model (where this torch/device supports it)
+    sync_batchnorm: bool = False  # under DDP: BatchNorm statistics over the global batch (SyncBatchNorm)
+    # frozen-teacher outputs computed once per phase and served by sample index (lhl.engine.teacher);
+    # auto: on whenever nothing changes the phase's images between epochs (data.augment off)
+    teacher_cache: Literal["auto", "off"] = "auto"
+    teacher_cache_precision: Literal["fp16", "fp32"] = "fp16"  # storage of cached regression outputs / logits
+    teacher_cache_storage: Literal["memory", "disk"] = "memory"  # disk: a memory-mapped file in the run directory
 
     def __post_init__(self) -> None:
         check_positive_int(self.epochs, "train.epochs")
