@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lhl.config import ConfigError, load_config, preset_names
 from lhl.config.schema import config_keys
+from lhl.engine.launch import record_exit_status
 from lhl.errors import LhlError
 from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, load_builtins
 
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="no progress output (on a terminal: progress bars; otherwise one line per epoch) and no "
                           "per-phase metrics")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train with N data-parallel processes on this machine: launches 'torchrun "
+                          "--standalone --nproc_per_node=N -m lhl run ...' (gloo on the CPU, nccl with device=cuda, "
+                          "one GPU per process); train.batch_size is the global batch, split evenly")
     run.add_argument("--tensorboard", action="store_true",
                      help="also write loss terms per step and metrics per phase as TensorBoard event files to "
                           "<out>/tensorboard/ (same as --set logging.tensorboard=true; needs pip install "
@@ -191,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from lhl.engine import distributed
     from lhl.engine.trainer import Trainer
     from lhl.report.tables import format_performance_matrix
 
@@ -202,12 +208,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out is None:
         name = args.preset or (Path(args.config).stem if args.config else "synthetic-nyu-demo")
         out = f"runs/{name}-{config.method['name']}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.nproc is not None:
+        return _launch_processes(args, config, out)
+    if distributed.launched_by_torchrun() and args.out is None:
+        raise ConfigError("under torchrun pass --out DIR (every process must name the same run directory)")
     trainer = Trainer(config, out, quiet=args.quiet, resume=args.resume)
-    performance = trainer.run()
+    try:
+        performance = trainer.run()
+    finally:
+        distributed.shutdown()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # process 0 prints the result
     print(f"\nperformance matrix ({performance['method']} on {performance['benchmark']}):")
     print(format_performance_matrix(performance))
     print(f"\nrun directory: {out}")
     return 0
+
+
+def _launch_processes(args: argparse.Namespace, config, out: str) -> int:
+    """``lhl run --nproc N``: check the configuration here (one error line, before any process
+    starts), then run the same command under torchrun (:mod:`lhl.engine.launch`)."""
+    from lhl.engine import distributed
+    from lhl.engine.build import build_run
+    from lhl.engine.launch import launch
+
+    if distributed.launched_by_torchrun():
+        raise ConfigError("--nproc: this process was already started by torchrun; drop --nproc")
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc: invalid value {args.nproc}; expected an integer >= 1")
+    run = build_run(config)
+    distributed.check_processes(args.nproc, run.device, config.train.batch_size)
+    argv = ["run"]
+    for flag, value in (("--config", args.config), ("--preset", args.preset), ("--method", args.method)):
+        if value is not None:
+            argv += [flag, value]
+    for override in args.overrides:
+        argv += ["--set", override]
+    argv += ["--out", out] + ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    argv += ["--tensorboard"] * args.tensorboard
+    if args.debug:
+        argv.insert(0, "--debug")
+    return launch(argv, args.nproc)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -339,15 +380,23 @@ def main(argv: list[str] | None = None) -> int:
                 "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except LhlError as exc:
-        return _report(exc, str(exc), exc.exit_code, debug)
+        code = exc.exit_code
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun process 0 speaks for all
+            _report(exc, str(exc), exc.exit_code, debug)
+        elif debug:
+            traceback.print_exception(exc)
+        record_exit_status(code)
+        return code
     except OSError as exc:  # the file system: permissions, a full disk, a missing file
         code = 2 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR) else 1
         where = f"{exc.filename}: " if exc.filename else ""
         return _report(exc, f"{where}{exc.strerror or exc}", code, debug)
     except KeyboardInterrupt as exc:
         return _report(exc, "interrupted", 130, debug)
+    record_exit_status(code)
+    return code
 
 
 def _report(exc: BaseException, message: str, code: int, debug: bool) -> int:

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lhl.engine import distributed
 from lhl.engine.seeding import worker_init_fn
 from lhl.errors import ConfigError
 from lhl.models import MultiTaskNet
@@ -26,7 +27,8 @@ EVAL_SPLITS = ("test", "val")
 def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: torch.device,
              quiet: bool = False, desc: str = "eval",
              should_stop: Callable[[], bool] | None = None) -> dict[str, dict[str, float]]:
-    """Run the model once per batch for all ``tasks``, accumulate, compute once.
+    """Run the model once per batch for all ``tasks``, accumulate, merge across processes (under
+    DDP ``loader`` holds this process's part of the set), compute once.
 
     ``should_stop`` is asked before every batch (an interrupted run stops evaluating; the caller
     then discards the partial result). ``quiet`` hides the progress bar. Returns
@@ -46,7 +48,24 @@ def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: t
             target = batch[task.name].to(device, non_blocking=True)
             task.update_metrics(accumulators[task.name], outputs[task.name].float(), target)
     model.train(was_training)
+    for accumulator in accumulators.values():
+        merge_across_processes(accumulator)
     return {name: accumulators[name].compute() for name in names}
+
+
+def merge_across_processes(accumulator) -> None:
+    """Combine a metric accumulator's statistics over every process, in place, exactly as its
+    :attr:`~lhl.metrics.MetricAccumulator.STATE_REDUCTION` says: sums (confusion matrices, pixel
+    sums and counts) all-reduced, lists (the normal angles, for an exact median) gathered. Every
+    process then computes the same metrics. A no-op in one process."""
+    if not distributed.is_distributed():
+        return
+    state = accumulator.state_dict()
+    merged = {}
+    for key, how in accumulator.STATE_REDUCTION.items():
+        merged[key] = (distributed.all_reduce_sum(state[key].clone()) if how == "sum"
+                       else distributed.all_gather_cat(state[key]))
+    accumulator.load_state_dict(merged)
 
 
 def evaluate_run(loaded: LoadedRun, split: str = "test", batch_size: int | None = None,

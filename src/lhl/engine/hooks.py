@@ -9,6 +9,7 @@ specific method. Hooks, in the order the loop calls them::
     setup(ctx)                          once, after the model and tasks exist
     before_phase(ctx, loader)           phase t starts (new head already added); ``loader`` is
                                         the phase's training loader (this process's share under DDP)
+    make_optimizer(ctx, params) -> opt  the phase's optimiser (default: Adam, train.lr / weight_decay)
       on_train_mode(ctx)                after every model.train() (e.g. freeze BN)
       forward_tasks(ctx) -> [names]     heads the student runs on a batch
       loss_terms(ctx, batch, out) -> {name: scalar}   added to the new-task loss
@@ -95,6 +96,13 @@ class Method:
 
     def before_phase(self, ctx: RunContext, loader: Any) -> None:
         pass
+
+    def make_optimizer(self, ctx: RunContext, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """The optimiser of one phase over ``params`` (the trainable parameters after
+        ``before_phase``); called once per phase. Default: Adam with ``train.lr`` and
+        ``train.weight_decay`` (HAD paper, App. C.4)."""
+        train = ctx.config.train
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
 
     def on_train_mode(self, ctx: RunContext) -> None:
         pass
