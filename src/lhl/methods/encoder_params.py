@@ -69,7 +69,7 @@ def squared_gradients(model: nn.Module, losses: Iterable[Tensor], shares: bool =
 
 
 def _flatten(tensors: list[Tensor]) -> Tensor:
-    """One flat float32 tensor (one collective instead of one per parameter)."""
+    """One flat tensor (one collective instead of one per parameter)."""
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
