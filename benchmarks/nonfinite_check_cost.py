@@ -23,7 +23,6 @@ from lhl.config import load_config
 from lhl.engine.build import build_run
 from lhl.engine.hooks import RunContext
 from lhl.engine.fitting import FULL_GRADIENT_CHECK_EVERY, PhaseFitter, gradient_sentinels
-from lhl.engine.trainer import Trainer
 
 
 def main() -> None:
