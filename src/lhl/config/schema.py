@@ -82,6 +82,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 8
     eval_batch_size: int | None = None  # None: 2 × batch_size
+    # normals' median: exact (every angle kept, gathered across processes) or from an all-reduced
+    # 0.001° histogram in constant memory (for very large test sets)
+    eval_normal_median: Literal["exact", "histogram"] = "exact"
     lr: float = 1e-4
     weight_decay: float = 1e-5
     warmup: float = 0.5  # fraction of a phase's steps spent warming up

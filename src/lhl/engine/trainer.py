@@ -219,7 +219,8 @@ class Trainer:
         loader = self._eval_loader(split, ctx.model.tasks)
         # Under DDP a process must not leave the evaluation alone: the stop is checked after it.
         should_stop = None if distributed.is_distributed() else (lambda: self._stop_signal is not None)
-        metrics = evaluate(ctx.model, seen, loader, self.device, not self.bars, desc=desc, should_stop=should_stop)
+        metrics = evaluate(ctx.model, seen, loader, self.device, not self.bars, desc=desc, should_stop=should_stop,
+                           exact_quantiles=self.config.train.eval_normal_median == "exact")
         self._check_interrupt(ctx, collective=True)
         return metrics
 

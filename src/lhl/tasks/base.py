@@ -111,7 +111,11 @@ class Task:
 
     # ------------------------------------------------------------------ evaluation
     def metrics(self) -> MetricAccumulator:
-        """A fresh accumulator of this task's metrics (keys: those of :attr:`higher_is_better`)."""
+        """A fresh accumulator of this task's metrics (keys: those of :attr:`higher_is_better`).
+
+        A task whose exact metrics keep memory proportional to the test set (normals' median) may
+        accept ``exact_quantiles=False`` and return a constant-memory accumulator; the engine passes
+        it only when ``train.eval_normal_median`` is ``histogram``."""
         raise NotImplementedError
 
     def update_metrics(self, accumulator: MetricAccumulator, pred: Tensor, target: Tensor) -> None:

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.metrics import DepthMetrics, LossMetric, MetricAccumulator, NormalMetrics, SegmentationMetrics
+from lhl.metrics import (DepthMetrics, LossMetric, MetricAccumulator, NormalHistogramMetrics, NormalMetrics,
+                         SegmentationMetrics)
 from lhl.registry import TASKS
 from lhl.tasks import resize
 from lhl.tasks.base import Task
@@ -212,5 +213,9 @@ class NormalTask(RegressionTask):
         round above 1, and a slightly negative ℓ makes HAD's log(ℓ + ε) NaN where S = T."""
         return (1 - (self.postprocess(student) * teacher).sum(dim=1)).clamp_min(0)
 
-    def metrics(self) -> MetricAccumulator:
-        return LossMetric() if self.metric == "loss" else NormalMetrics()
+    def metrics(self, exact_quantiles: bool = True) -> MetricAccumulator:
+        """Angle statistics (exact median from every angle, or in constant memory from a fine
+        histogram with ``exact_quantiles=False``: ``train.eval_normal_median: histogram``)."""
+        if self.metric == "loss":
+            return LossMetric()
+        return NormalMetrics() if exact_quantiles else NormalHistogramMetrics()
