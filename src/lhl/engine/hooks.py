@@ -1,6 +1,7 @@
 """The extension interface: what a method sees and the named hook points the phase loop calls
-(Avalanche-style). Methods import this module (and :mod:`lhl.engine.teacher`), nothing else of the
-engine; the engine finds methods through the registry and never imports one.
+(Avalanche-style). Methods import this module (and :mod:`lhl.engine.teacher`, and
+:mod:`lhl.engine.distributed` for statistics that must agree across data-parallel processes),
+nothing else of the engine; the engine finds methods through the registry and never imports one.
 
 A method overrides only the hooks it needs. The engine sums and logs the named loss terms a
 method returns, checkpoints whatever :meth:`Method.state_dict` returns, and never imports a

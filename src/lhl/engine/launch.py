@@ -1,9 +1,9 @@
 """``lhl run --nproc N``: start ``torchrun --standalone --nproc_per_node=N -m lhl run ...`` and
 make it behave like one ``lhl run`` for the person at the terminal.
 
-- torchrun and its workers run in their own session; SIGINT/SIGTERM to ``lhl`` are passed on as
-  one SIGTERM, which torchrun forwards to every worker, so they all stop cleanly between two
-  steps (a second signal kills them).
+- torchrun and its workers run in their own session; a SIGINT/SIGTERM to ``lhl`` is passed on to
+  torchrun, which forwards it to every worker, so they all stop cleanly between two steps (a
+  second signal kills them).
 - torchrun's own log lines are dropped, and so is its failure report once a worker has printed
   its one-line ``lhl: error:``; the exit status is that of process 0 (written to the file named
   by ``LHL_EXIT_STATUS_FILE``), or torchrun's when process 0 wrote none.
@@ -54,7 +54,7 @@ def launch(argv: list[str], nproc: int) -> int:
             signals["count"] += 1
             try:
                 if signals["count"] == 1:
-                    process.send_signal(signal.SIGTERM)
+                    process.send_signal(signum)  # torchrun passes the same signal on to every worker
                 else:
                     os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -283,4 +283,6 @@ def resume_command(run_dir: Path) -> str:
         argv += ["--out", str(run_dir)]
     if "--resume" not in argv:
         argv.append("--resume")
+    if distributed.world_size() > 1 and "--nproc" not in argv:
+        argv += ["--nproc", str(distributed.world_size())]
     return shlex.join(["lhl", *argv])
