@@ -182,6 +182,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
+        # YAML 1.1 reads a bare off/on (``train.teacher_cache=off``, ``amp: off``) as a boolean
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
+            return "on" if value else "off"
         if value not in typing.get_args(tp):
             raise bad
         return value

@@ -172,7 +172,8 @@ class Trainer:
                 done, attempt, record = self._prepare(weights_hash)
                 write_json(self.run_dir / "provenance.json", record)
                 events = EventLog(self.run_dir / "events.jsonl", attempt)
-                ctx = RunContext(self.config, model, self.tasks, self.order, self.device, events)
+                ctx = RunContext(self.config, model, self.tasks, self.order, self.device, events,
+                                 scratch_dir=self.run_dir)
                 return self._run_phases(ctx, done)
             except BaseException:
                 if events is None:
