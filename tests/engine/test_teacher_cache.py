@@ -36,6 +36,8 @@ def _watch(trainer, compare_with_teacher=False):
         terms = loss_terms(ctx, batch, out)
         if ctx.step == 0:
             record["first"][ctx.phase] = {k: float(v.detach()) for k, v in terms.items()}
+        if ctx.old_tasks:  # with the cache, the teacher model is freed for the phase
+            record.setdefault("teacher_model", set()).add(method.teacher is not None)
         if ctx.scratch_dir is not None and (ctx.scratch_dir / CACHE_DIRECTORY).exists():
             record["files"].append(sorted(p.name for p in (ctx.scratch_dir / CACHE_DIRECTORY).iterdir()))
         if compare_with_teacher and method.teacher_cache is not None:
@@ -79,6 +81,7 @@ def test_cache_on_matches_teacher_passes(method, precision, final_rel, smoke_con
     performance_off = off.run()
 
     assert seen["pairs"], "the cache served no batch"
+    assert seen["teacher_model"] == {False} and seen_off["teacher_model"] == {True}
     for name, cached, fly in seen["pairs"]:
         assert cached.shape == fly.shape and cached.dtype == fly.dtype
         if (name == "segmentation" and method != "lwf") or precision == "fp32":

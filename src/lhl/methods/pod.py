@@ -43,8 +43,8 @@ class POD(DistillationMethod):
 
     def teacher_cache_blocker(self, ctx):
         """POD reads the teacher's four encoder stage maps, not its heads: caching them would take
-        about 2·10⁶ values per image for ResNet-18 at 288×384 (4 MB in fp16, 3.2 GB for NYUv2's 795
-        training images; 4× for ResNet-50) against 0.9 MB for all three pseudo-labels
+        2.0·10⁶ values per image for ResNet-18 at 288×384 (1.0 GB in fp16 for a 265-image NYUv2 chunk;
+        4.0 GB for ResNet-50) against 84–224 MB for HAD's pseudo-labels of the last phase
         (``benchmarks/teacher_cache_memory.py``), to save one forward pass of the teacher encoder."""
         return ("method 'pod' distils the teacher's encoder stage features, which cost more memory than "
                 "recomputing them (benchmarks/teacher_cache_memory.py)")
