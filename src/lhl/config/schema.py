@@ -97,7 +97,7 @@ class TrainConfig:
     # frozen-teacher outputs computed once per phase and served by sample index (lhl.engine.teacher);
     # auto: on whenever nothing changes the phase's images between epochs (data.augment off)
     teacher_cache: Literal["auto", "off"] = "auto"
-    teacher_cache_precision: Literal["fp16", "fp32"] = "fp16"  # storage of cached regression outputs / logits
+    teacher_cache_precision: Literal["fp16", "fp32"] = "fp32"  # storage of cached regression outputs / logits
     teacher_cache_storage: Literal["memory", "disk"] = "memory"  # disk: a memory-mapped file in the run directory
 
     def __post_init__(self) -> None:
@@ -185,6 +185,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
+        # YAML 1.1 reads a bare off/on (``train.teacher_cache=off``, ``amp: off``) as a boolean
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
+            return "on" if value else "off"
         if value not in typing.get_args(tp):
             raise bad
         return value

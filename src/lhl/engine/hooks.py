@@ -27,6 +27,7 @@ Hyperparameters are declared as fields of the nested ``Options`` dataclass; the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -54,7 +55,9 @@ class RunContext:
     ``phase`` is 1-based; ``phase_tasks`` are the tasks whose labels this phase sees (one
     task, or all of them for joint training); ``seen_tasks`` are the tasks with a head;
     ``step`` counts the optimiser steps of the phase; ``log(event, **fields)`` appends to the
-    run's event log.
+    run's event log. ``scratch_dir`` is a directory a method may write temporary files to during a
+    phase and must delete by the phase's end (the trainer sets it to the run directory; ``None``
+    outside a run): the frozen-teacher cache's ``disk`` storage uses it (:mod:`lhl.engine.teacher`).
     """
 
     config: RunConfig
@@ -67,6 +70,7 @@ class RunContext:
     phase_tasks: list[str] = field(default_factory=list)
     epoch: int = 0
     step: int = 0
+    scratch_dir: Path | None = None
 
     @property
     def seen_tasks(self) -> list[str]:

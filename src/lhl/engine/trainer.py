@@ -119,7 +119,8 @@ class Trainer:
                 if self.main:
                     events = EventLog(self.run_dir / "events.jsonl", attempt)
                 log = events if events is not None else (lambda *a, **k: None)
-                ctx = RunContext(self.config, model, self.tasks, self.order, self.device, log)
+                ctx = RunContext(self.config, model, self.tasks, self.order, self.device, log,
+                                 scratch_dir=self.run_dir)
                 return self._run_phases(ctx, done)
             except BaseException:
                 if self.main and events is None:
