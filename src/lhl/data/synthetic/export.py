@@ -153,8 +153,12 @@ def render_to_disk(out: str | Path, benchmark: str, data: DataConfig, seed: int 
               "dtypes": {"image": "float32", "label": "float32", "depth": "float32", "normal": "float32"},
               "fingerprint": bench.fingerprint(), "lhl_version": __version__, "torch_version": torch.__version__}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise DataError(f"{out}: cannot be written (--out; {exc.strerror or exc} while creating a temporary "
+                        f"directory in {out.parent})") from None
     try:
         with _sigterm_interrupts():
             for split, folder in SPLIT_FOLDERS.items():
