@@ -147,3 +147,30 @@ def test_worker_processes_write_the_same_files(tmp_path):
     assert len(files) == 16
     for path in files:
         assert np.array_equal(np.load(tmp_path / "a" / path), np.load(tmp_path / "b" / path)), path
+
+
+def test_sigterm_removes_the_partial_directory(tmp_path):
+    """A real process stopped by SIGTERM mid-render exits 143 and leaves no file behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import lhl
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(lhl.__file__))}
+    proc = subprocess.Popen([sys.executable, "-m", "lhl", "data", "render", "--benchmark", "synthetic-nyu", "--out",
+                             str(tmp_path / "d"), "--resolution", "16", "16", "--train-size", "100000", "--batch", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((p / "train" / "image" / "0.npy").exists() for p in tmp_path.glob(".d.*.partial")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err.strip() == "lhl: error: SIGTERM received; the render stopped and wrote nothing"
+    assert list(tmp_path.iterdir()) == []
