@@ -172,5 +172,5 @@ def test_sigterm_removes_the_partial_directory(tmp_path):
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 143 and err.strip() == "lhl: error: SIGTERM received; the render stopped and wrote nothing"
+    assert (proc.returncode, err.strip()) == (143, "lhl: error: SIGTERM received; the render stopped and wrote nothing")
     assert list(tmp_path.iterdir()) == []

@@ -125,8 +125,10 @@ def render_to_disk(out: str | Path, benchmark: str, data: DataConfig, seed: int 
     (module docstring) and return the record written to ``out/render.json``.
 
     ``batch`` images per renderer call; ``data.num_workers`` worker processes render batches
-    while this process writes files (0: all in this process). ``progress(split, done, total)``
-    is called after each batch. Raises :class:`ConfigError` / :class:`DataError` before anything
+    while this process writes files (0: all in this process). Every rendering process uses one
+    torch thread: the renderer issues many small elementwise ops, and intra-op threads made it
+    up to 10× slower on a loaded 2-core machine (``benchmarks/render_speed.py``); use workers to
+    use more cores. ``progress(split, done, total)`` is called after each batch. Raises :class:`ConfigError` / :class:`DataError` before anything
     is written when the settings or ``out`` cannot be used.
     """
     from lhl.data.synthetic import CLASS_NAMES, NUM_CLASSES
@@ -145,13 +147,14 @@ def render_to_disk(out: str | Path, benchmark: str, data: DataConfig, seed: int 
     bench.validate(tuple(FOLDERS))
     resolution = (int(data.resolution[0]), int(data.resolution[1]))
     sizes = _sizes(data)
+    fingerprint = _one_thread(bench.fingerprint)
     record = {"format": "lhl data render", "benchmark": benchmark, "read_as": RENDERABLE[benchmark],
               "seed": int(seed), "resolution": list(resolution), "train_size": sizes["train"],
               "test_size": sizes["test"], "splits": dict(SPLIT_FOLDERS),
               "tasks": {task: folder for task, folder in FOLDERS.items()},
               "num_classes": NUM_CLASSES, "class_names": list(CLASS_NAMES),
               "dtypes": {"image": "float32", "label": "float32", "depth": "float32", "normal": "float32"},
-              "fingerprint": bench.fingerprint(), "lhl_version": __version__, "torch_version": torch.__version__}
+              "fingerprint": fingerprint, "lhl_version": __version__, "torch_version": torch.__version__}
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +162,8 @@ def render_to_disk(out: str | Path, benchmark: str, data: DataConfig, seed: int 
     except OSError as exc:
         raise DataError(f"{out}: cannot be written (--out; {exc.strerror or exc} while creating a temporary "
                         f"directory in {out.parent})") from None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in DataLoader workers (docstring)
     try:
         with _sigterm_interrupts():
             for split, folder in SPLIT_FOLDERS.items():
@@ -173,6 +178,8 @@ def render_to_disk(out: str | Path, benchmark: str, data: DataConfig, seed: int 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        torch.set_num_threads(threads)
     return record
 
 
@@ -191,6 +198,15 @@ def _render_split(folder: Path, seed: int, split: str, count: int, resolution: t
         done += len(indices)
         if progress is not None:
             progress(split, done, count)
+
+
+def _one_thread(fn: Callable[[], str]) -> str:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _as_is(item):
