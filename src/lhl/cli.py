@@ -1,5 +1,5 @@
 """Command-line interface: ``lhl run``, ``lhl bench``, ``lhl sweep``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
-``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
+``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``, ``lhl data render``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -145,6 +145,31 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--limit", type=int, metavar="N", help="check at most N images per split (evenly spaced)")
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="data option, e.g. --set data.taskonomy_split=tiny (repeatable)")
+
+    rend = data_sub.add_parser(
+        "render", help="render a synthetic benchmark once into NYUv2's .npy layout (read it with nyuv2)",
+        description="Render the train and test splits of a synthetic benchmark into DIR in NYUv2's .npy layout "
+                    "(DIR/{train,val}/{image,label,depth,normal}/<i>.npy, val = the test split) plus "
+                    "DIR/render.json, so that the nyuv2 benchmark with data.root=DIR trains on the same images "
+                    "and labels at loader speed. Written to a temporary directory and renamed when complete: "
+                    "an interrupted render leaves no DIR. Only synthetic-nyu (the layout holds segmentation, "
+                    "depth and normal).")
+    rend.add_argument("--benchmark", required=True, metavar="NAME", help="synthetic-nyu")
+    rend.add_argument("--out", required=True, metavar="DIR", help="directory to create (absent or empty)")
+    rend.add_argument("--resolution", type=int, nargs=2, metavar=("H", "W"),
+                      help="image size (same as --set data.resolution=[H,W]; default: data.resolution's default, "
+                           "64 64)")
+    rend.add_argument("--train-size", type=int, metavar="N",
+                      help="training images (same as --set data.train_size=N; default: the benchmark's, 600)")
+    rend.add_argument("--test-size", type=int, metavar="N",
+                      help="test images (same as --set data.test_size=N; default: the benchmark's, 200)")
+    rend.add_argument("--seed", type=int, default=0, help="the synthetic benchmark's seed (the run seed; default 0)")
+    rend.add_argument("--workers", type=int, metavar="N",
+                      help="worker processes rendering batches (same as --set data.num_workers=N; default 0)")
+    rend.add_argument("--batch", type=int, default=8, metavar="N", help="images per renderer call (default 8)")
+    rend.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                      help="data option: data.resolution, data.train_size, data.test_size or data.num_workers "
+                           "(repeatable)")
 
     bench = sub.add_parser(
         "bench", help="run an experiment: methods and variants x task orders x seeds, resumably",
@@ -323,6 +348,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         return _cmd_data_check(args)
+    if args.data_command == "render":
+        return _cmd_data_render(args)
     from lhl.data.synthetic.preview import save_preview_grid
 
     if args.count < 1:
@@ -337,7 +364,6 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from lhl.config import parse_override
     from lhl.config.schema import DataConfig, build_dataclass
     from lhl.data.check import check_dataset
     from lhl.data.disk import FileBenchmark
@@ -348,15 +374,51 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--benchmark {args.benchmark!r} is not read from disk; nothing to check")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: invalid value {args.limit}; expected an integer >= 1")
-    values = {"root": args.root}
-    for text in args.overrides:
-        key, value = parse_override(text)
-        if not key.startswith("data."):
-            raise ConfigError(f"--set {key}: only data.* options apply to 'lhl data check'")
-        values[key[len("data."):]] = value
+    values = {"root": args.root, **_data_values(args.overrides, "check")}
     report = check_dataset(cls(build_dataclass(DataConfig, values, "data"), 0), limit=args.limit)
     print(report.format())
     return 1 if report.problems else 0
+
+
+def _data_values(overrides: list[str], command: str) -> dict:
+    """``--set data.KEY=VALUE`` options as a ``data`` mapping (other sections refused)."""
+    from lhl.config import parse_override
+
+    values = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        if not key.startswith("data."):
+            raise ConfigError(f"--set {key}: only data.* options apply to 'lhl data {command}'")
+        values[key[len("data."):]] = value
+    return values
+
+
+def _cmd_data_render(args: argparse.Namespace) -> int:
+    from lhl.config.schema import DataConfig, build_dataclass
+    from lhl.data.synthetic.export import render_to_disk
+
+    values = _data_values(args.overrides, "render")
+    for key, value in (("resolution", args.resolution), ("train_size", args.train_size),
+                       ("test_size", args.test_size), ("num_workers", args.workers)):
+        if value is not None:
+            values[key] = list(value) if key == "resolution" else value
+    data = build_dataclass(DataConfig, values, "data")
+    tty = sys.stderr.isatty()
+
+    def progress(split: str, done: int, total: int) -> None:
+        if tty:
+            print(f"\rrendering {split}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr,
+                  flush=True)
+
+    start = time.perf_counter()
+    record = render_to_disk(args.out, args.benchmark, data, seed=args.seed, batch=args.batch, progress=progress)
+    seconds = time.perf_counter() - start
+    count = record["train_size"] + record["test_size"]
+    height, width = record["resolution"]
+    print(f"wrote {args.out}: {record['train_size']} train + {record['test_size']} test images at {height}x{width} "
+          f"({args.benchmark}, seed {args.seed}) in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} images/s); "
+          f"train on it with --set data.root={args.out} and benchmark nyuv2")
+    return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
