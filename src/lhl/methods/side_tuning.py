@@ -57,4 +57,4 @@ class SideTuning(Frozen):
     def after_phase(self, ctx, loader) -> None:
         super().after_phase(ctx, loader)
         for task in ctx.phase_tasks:
-            ctx.log("side_tuning_alpha", phase=ctx.phase, task=task, alpha=float(ctx.model.adapters[task].alpha))
+            ctx.log("side_tuning_alpha", phase=ctx.phase, task=task, alpha=ctx.model.adapters[task].alpha.item())
