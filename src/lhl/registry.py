@@ -1,4 +1,4 @@
-"""Name → object registries for methods, tasks, benchmarks, encoders and presets.
+"""Name → object registries for methods, tasks, benchmarks, encoders, feature adapters and presets.
 
 Entries can come from outside the package: a user module calls e.g.
 ``METHODS.register("mine")(MyMethod)`` at import, and the config lists that module under
@@ -56,6 +56,8 @@ METHODS: Registry = Registry("method")
 TASKS: Registry = Registry("task")
 BENCHMARKS: Registry = Registry("benchmark")
 ENCODERS: Registry = Registry("encoder")
+#: per-task feature adapters of :class:`lhl.models.MultiTaskNet` (``MultiTaskNet.add_adapter``)
+ADAPTERS: Registry = Registry("adapter")
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -83,17 +83,18 @@ def plugin_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ddp_runs(plugin_dir, tmp_path_factory):
-    """vanilla and HAD, two processes each (module scope: the resume test reuses HAD's)."""
+    """vanilla, HAD and side-tuning (whose side networks, added in ``before_phase``, must get
+    synchronised BatchNorm too), two processes each (module scope: the resume test reuses HAD's)."""
     root = tmp_path_factory.mktemp("ddp")
     runs = {}
-    for method in ("vanilla", "had"):
+    for method in ("vanilla", "had", "side-tuning"):
         result = _lhl_run(root / method, plugin_dir, method)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[method] = root / method
     return runs
 
 
-@pytest.mark.parametrize("method", ["vanilla", "had"])
+@pytest.mark.parametrize("method", ["vanilla", "had", "side-tuning"])
 def test_two_processes_equal_one_with_the_same_global_batch(method, ddp_runs, plugin_dir, tmp_path, monkeypatch,
                                                           smoke_config):
     monkeypatch.syspath_prepend(str(plugin_dir))

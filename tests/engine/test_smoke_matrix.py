@@ -42,7 +42,8 @@ SYNTHETIC = [name for name in BENCHMARKS.names()
 
 def test_the_matrix_covers_the_known_methods_and_benchmarks():
     """Guards the discovery above against silently shrinking (e.g. a registry that stops loading)."""
-    assert {"vanilla", "joint", "dis", "had", "ewc", "lwf", "icarl", "der", "pod", "spg", "sgp"} <= set(METHOD_NAMES)
+    assert {"vanilla", "joint", "dis", "had", "ewc", "lwf", "icarl", "der", "pod", "spg", "sgp",
+            "frozen", "side-tuning"} <= set(METHOD_NAMES)
     assert {"synthetic-nyu", "synthetic-city", "synthetic-taskonomy"} <= set(SYNTHETIC)
 
 

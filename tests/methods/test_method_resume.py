@@ -1,6 +1,6 @@
 """Methods with state resume exactly: a run killed in the middle of phase 2 (after phase 1's
-checkpoint holds the method's Fisher / buffer / importances / bases) ends with the same
-performance.json as an uninterrupted run (docs/design.md, "Invariants"), as
+checkpoint holds the method's Fisher / buffer / importances / bases, or side-tuning's side
+networks) ends with the same performance.json as an uninterrupted run (docs/design.md, "Invariants"), as
 tests/engine/test_resume.py does for vanilla."""
 
 import json
@@ -15,8 +15,10 @@ PLUGIN = '''
 import os, signal
 from lhl.methods.der import DER
 from lhl.methods.ewc import EWC
+from lhl.methods.frozen import Frozen
 from lhl.methods.icarl import ICaRL
 from lhl.methods.sgp import SGP
+from lhl.methods.side_tuning import SideTuning
 from lhl.methods.spg import SPG
 from lhl.registry import METHODS
 
@@ -33,7 +35,7 @@ def killable(base):
     return Killable
 
 
-for cls in (DER, EWC, ICaRL, SGP, SPG):
+for cls in (DER, EWC, ICaRL, SGP, SPG, Frozen, SideTuning):
     METHODS.register("killable-" + cls.name)(killable(cls))
 '''
 
@@ -49,7 +51,7 @@ def _run(tmp_path: Path, out: Path, method: str, *extra: str, kill_at: str | Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ewc", "der", "icarl", "sgp", "spg"])
+@pytest.mark.parametrize("method", ["ewc", "der", "icarl", "sgp", "spg", "frozen", "side-tuning"])
 def test_killed_in_phase_2_then_resumed_matches_uninterrupted_run(tmp_path, method):
     (tmp_path / "killable_methods.py").write_text(PLUGIN)
     killed = tmp_path / "killed"

@@ -36,6 +36,8 @@ INVALID: dict[str, dict[str, list]] = {
     "sgp": {"scale": [-0.1, NAN, INF], "threshold_base": [0, -0.5, 1.01, NAN], "threshold_step": [-0.003, 1.5, NAN],
             "samples": [0, -125]},
     "spg": {},
+    "frozen": {},
+    "side-tuning": {"alpha": [0, 1, -0.5, 1.5, NAN, INF], "width": [0, -8]},  # a learnt α (default) in (0, 1)
 }
 # valid edge values (each a set of options for one method)
 VALID = [
@@ -48,6 +50,8 @@ VALID = [
     ("der", {"weight": 0.0, "buffer_size": 1, "replay_batch": 1}), ("icarl", {"buffer_size": 1}),
     ("sgp", {"threshold_base": 1.0, "threshold_step": 0.0, "scale": 0.0, "samples": 1}),
     ("sgp", {"threshold_step": 1.0, "scale": 1000.0}),
+    ("side-tuning", {"alpha": 0.0, "learn_alpha": False}), ("side-tuning", {"alpha": 1.0, "learn_alpha": False}),
+    ("side-tuning", {"width": 1}),
 ]
 
 

@@ -52,3 +52,40 @@ def test_resnet18_dilated_output_stride_8():
 def test_resnet50_dilated_output_stride_8():
     features = resnet50()(torch.rand(1, 3, 48, 64))
     assert features[-1].shape[1:] == (2048, 6, 8)
+
+
+def test_adapters_are_empty_by_default_and_rebuilt_from_their_specs():
+    net = MultiTaskNet(tiny(), (1,), 8)
+    net.add_task("a", 3)
+    net.add_task("b", 1)
+    assert len(net.adapters) == 0 and net.adapter_specs == {}
+    net.add_adapter("b", "side", width=4, alpha=0.25, learn_alpha=False)
+    assert net.adapter_specs == {"b": {"kind": "side", "width": 4, "alpha": 0.25, "learn_alpha": False}}
+    try:
+        net.add_adapter("b", "side")
+    except ValueError as exc:
+        assert "already has an adapter" in str(exc)
+    else:
+        raise AssertionError("a second adapter for one task was accepted")
+    rebuilt = MultiTaskNet(tiny(), (1,), 8)
+    rebuilt.add_task("a", 3)
+    rebuilt.add_task("b", 1)
+    rebuilt.add_adapters(net.adapter_specs)
+    rebuilt.load_state_dict(net.state_dict())  # strict: the same keys
+    net.eval(), rebuilt.eval()
+    x = torch.rand(2, 3, 21, 19)  # odd sizes: the side map still matches the encoder's
+    for task in ("a", "b"):
+        assert torch.equal(net(x, [task])[task], rebuilt(x, [task])[task])
+
+
+def test_decode_with_an_adapter_needs_the_images():
+    net = MultiTaskNet(tiny(), (1,), 8)
+    net.add_task("a", 3)
+    net.add_adapter("a", "side", width=4)
+    features = net.encoder(torch.rand(1, 3, 16, 16))
+    try:
+        net.decode(features, ["a"], (16, 16))
+    except ValueError as exc:
+        assert "needs the images" in str(exc)
+    else:
+        raise AssertionError("decode ignored the adapter")

@@ -37,11 +37,12 @@ FULL_GRADIENT_CHECK_EVERY = 32
 
 
 def gradient_sentinels(model: torch.nn.Module) -> list[torch.Tensor]:
-    """The input-side trainable parameters of each top-level part (the encoder, every head): the
-    first module, in registration order, that has trainable parameters. Backpropagation ends there,
-    so a NaN/inf that enters any gradient flowing through that part reaches them; reading them costs
+    """The input-side trainable parameters of each top-level part (the encoder, every head and
+    feature adapter): the first module, in registration order, that has trainable parameters.
+    Backpropagation ends there, so a NaN/inf that enters any gradient flowing through that part reaches them; reading them costs
     a few thousand elements instead of the whole model (``benchmarks/nonfinite_check_cost.py``)."""
-    parts = [model.encoder, *model.heads.values()] if hasattr(model, "heads") else [model]
+    parts = ([model.encoder, *model.heads.values(), *getattr(model, "adapters", {}).values()]
+             if hasattr(model, "heads") else [model])
     sentinels = []
     for part in parts:
         for module in part.modules():
@@ -85,7 +86,7 @@ def encoder_grad_norms(model, terms: dict[str, torch.Tensor]) -> dict[str, float
     params = [p for p in model.encoder.parameters() if p.requires_grad]
     norms = {}
     for name, term in terms.items():
-        if not term.requires_grad:
+        if not term.requires_grad or not params:  # e.g. a frozen encoder
             norms[name] = 0.0
             continue
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)

@@ -9,7 +9,9 @@ specific method. Hooks, in the order the loop calls them::
 
     setup(ctx)                          once, after the model and tasks exist
     before_phase(ctx, loader)           phase t starts (new head already added); ``loader`` is
-                                        the phase's training loader (this process's share under DDP)
+                                        the phase's training loader (this process's share under DDP);
+                                        modules it adds (``model.add_adapter``) are then converted
+                                        for channels_last / synchronised BatchNorm like the rest
     make_optimizer(ctx, params) -> opt  the phase's optimiser (default: Adam, train.lr / weight_decay)
       on_train_mode(ctx)                after every model.train() (e.g. freeze BN)
       forward_tasks(ctx) -> [names]     heads the student runs on a batch

@@ -109,8 +109,9 @@ def load_run(path: str | Path, phase: int | None = None, device: str | None = No
     state = directory.load_checkpoint(phase, run.config.method["name"])
     try:
         model, _ = run.build_model(list(state["tasks"]))
+        model.add_adapters(state.get("adapters", {}))  # per-task feature adapters (none in older checkpoints)
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"checkpoint of phase {phase} in {where!r} does not match its config.yaml: "
                               f"{reason}") from None

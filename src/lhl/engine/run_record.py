@@ -96,6 +96,7 @@ class RunRecord:
         try:
             for task in state["tasks"]:
                 ctx.model.add_task(task, out_channels[task])
+            ctx.model.add_adapters(state.get("adapters", {}))  # none in checkpoints older than adapters
             ctx.model.load_state_dict(state["model"])
             ctx.phase = done
             method.load_state_dict(state["method"], ctx)
@@ -106,7 +107,7 @@ class RunRecord:
 
     def save_phase(self, ctx: RunContext, method: Method, phase: int) -> None:
         state = {"phase": phase, "tasks": ctx.model.tasks, "method_name": self.config.method["name"],
-                 "model": ctx.model.state_dict(), "method": method.state_dict()}
+                 "model": ctx.model.state_dict(), "adapters": ctx.model.adapter_specs, "method": method.state_dict()}
         if self.writes:
             self.directory.save_checkpoint(phase, state, self.config.method["name"],
                                            self.config.train.keep_checkpoints)

@@ -186,6 +186,7 @@ class Trainer:
             self.echo(f"phase {phase}/{len(plan)}: {label} ({len(indices)} images)")
             loader = self._loader("train", indices, phase_tasks, True, derive_seed(self.config.seed, phase, 1))
             self.method.before_phase(ctx, loader)
+            self.fitter.prepare_model(ctx)  # again (idempotent), for modules before_phase added (adapters)
             self.fitter.fit(ctx, loader, len(plan))
             self.method.after_phase(ctx, loader)
             self._check_interrupt(ctx)

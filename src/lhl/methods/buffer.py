@@ -212,7 +212,8 @@ def replay_loss(model: nn.Module, replay: Replay, per_sample: Callable[[str, Ten
     size = tuple(replay.images.shape[-2:])
     losses = []
     for task, (positions, targets) in replay.groups.items():
-        student = model.decode([f[positions] for f in features], [task], size)[task].float()
+        student = model.decode([f[positions] for f in features], [task], size,
+                               replay.images[positions])[task].float()
         losses.append(per_sample(task, student, targets))
     return torch.cat(losses).mean()
 
