@@ -125,7 +125,7 @@ def test_disk_storage_is_a_memmap_in_the_run_directory_removed_at_phase_end(smok
     assert not (tmp_path / "disk" / CACHE_DIRECTORY).exists()  # deleted at each phase's end
     event = _cache_events(tmp_path / "disk")[-1]
     assert event["storage"] == "disk" and event["path"] == str(tmp_path / "disk" / CACHE_DIRECTORY)
-    assert event["bytes"] == 16 * 32 * 32 * (1 + 2)  # uint8 classes + fp16 depth
+    assert event["bytes"] == 16 * 32 * 32 * (1 + 4)  # uint8 classes + fp32 depth (the default precision)
     assert performance_disk["phases"] == performance_memory["phases"]  # same values, other storage
 
 
