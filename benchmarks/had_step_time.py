@@ -81,7 +81,7 @@ def measure(benchmark_name: str, args) -> dict[str, float]:
     ctx, batch = last_phase(benchmark_name, args)
     methods = {"vanilla": Vanilla(Vanilla.Options()), "had": HAD(HAD.Options()), "naive": NaiveHAD(HAD.Options())}
     for method in methods.values():
-        method.before_phase(ctx)  # HAD variants: freeze a teacher of the current model
+        method.before_phase(ctx, None)  # HAD variants: freeze a teacher of the current model
     ctx.model.train()
     optimizer = torch.optim.Adam(ctx.model.parameters(), lr=ctx.config.train.lr)
     times: dict[str, list[float]] = {name: [] for name in methods}
