@@ -385,15 +385,15 @@ def _sg_per_image(x: Tensor, threshold: float, normalize: bool, padding: str) ->
     """L_sg(x) of each image, (N,) in the accumulation dtype, of a validated (N, H, W) float map;
     per image (the Sobel filter, the min-max and the masked mean never mix images), so old tasks
     stacked along N keep their values."""
-    g = sobel_raw(x.detach(), padding)
+    g = sobel_raw(x.detach(), padding, differentiable=False)
     if normalize:
         g = _per_image_minmax(g)
     edge = g > threshold  # (B, H, W)
-    # masked mean accumulated in float64 (see _acc_dtype), the scalar cast back to x.dtype
+    # masked mean accumulated in float64 (see _acc_dtype), the scalar cast back to x.dtype: the
+    # masked values stay in x's dtype (exact: each is a pixel of x or 0) and only the sum widens
     acc = _acc_dtype(x.device)
     n = edge.sum(dim=(-2, -1)).to(acc)  # (B,); integer sums, exact
-    xa = x.to(acc)
-    s = torch.where(edge, xa, xa.new_zeros(())).sum(dim=(-2, -1))
+    s = torch.where(edge, x, x.new_zeros(())).sum(dim=(-2, -1), dtype=acc)
     return torch.where(n > 0, s / n.clamp_min(1.0), torch.zeros_like(s))
 
 
