@@ -4,7 +4,7 @@
 
 After every backward pass the trainer checks the sentinel gradients (the input-side parameters of
 the encoder and of each head, where every backward path ends), and all gradients every
-``FULL_GRADIENT_CHECK_EVERY`` steps and on each epoch's last step (``Trainer._check_gradients``);
+``FULL_GRADIENT_CHECK_EVERY`` steps and on each epoch's last step (``PhaseFitter._check_gradients``);
 every parameter and buffer once before a phase is saved. This script times training steps of
 the preset's model (phase 1: encoder and first head) with and without the check, interleaved so
 machine load affects both alike, and prints the medians, each check's own time, the amortised
@@ -22,7 +22,7 @@ import torch
 from lhl.config import load_config
 from lhl.engine.build import build_run
 from lhl.engine.hooks import RunContext
-from lhl.engine.trainer import FULL_GRADIENT_CHECK_EVERY, Trainer, gradient_sentinels
+from lhl.engine.fitting import FULL_GRADIENT_CHECK_EVERY, PhaseFitter, gradient_sentinels
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         loss.backward()
         t1 = time.perf_counter()
         if check:
-            Trainer._check_gradients(ctx, params if full else sentinels, 1)
+            PhaseFitter._check_gradients(ctx, params if full else sentinels, 1)
         t2 = time.perf_counter()
         optimizer.step()
         return time.perf_counter() - t0, t2 - t1

@@ -38,3 +38,23 @@ def run_smoke(tmp_path):
         return performance, out
 
     return run
+
+
+def _load_distributed_util():
+    """tests/distributed_util.py by path (pytest's importlib mode puts no test folder on sys.path)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("lhl_tests_distributed_util",
+                                                  Path(__file__).with_name("distributed_util.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def run_distributed():
+    """``run_distributed(fn, *args, world=2, init_group=True, timeout=120.0, env=None)`` → the return
+    values of ``fn(*args)`` in ``world`` CPU processes of one gloo group, in rank order
+    (tests/distributed_util.py)."""
+    return _load_distributed_util().run_distributed

@@ -1,5 +1,5 @@
 """Command-line interface: ``lhl run``, ``lhl bench``, ``lhl sweep``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
-``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``.
+``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``, ``lhl data render``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lhl.config import ConfigError, load_config, preset_names
 from lhl.config.schema import config_keys
+from lhl.engine.launch import record_exit_status
 from lhl.errors import LhlError
 from lhl.registry import BENCHMARKS, ENCODERS, METHODS, TASKS, load_builtins
 
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="no progress output (on a terminal: progress bars; otherwise one line per epoch) and no "
                           "per-phase metrics")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train with N data-parallel processes on this machine: launches 'torchrun "
+                          "--standalone --nproc_per_node=N -m lhl run ...' (gloo on the CPU, nccl with device=cuda, "
+                          "one GPU per process); train.batch_size is the global batch, split evenly")
     run.add_argument("--tensorboard", action="store_true",
                      help="also write loss terms per step and metrics per phase as TensorBoard event files to "
                           "<out>/tensorboard/ (same as --set logging.tensorboard=true; needs pip install "
@@ -141,6 +146,31 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="data option, e.g. --set data.taskonomy_split=tiny (repeatable)")
 
+    rend = data_sub.add_parser(
+        "render", help="render a synthetic benchmark once into NYUv2's .npy layout (read it with nyuv2)",
+        description="Render the train and test splits of a synthetic benchmark into DIR in NYUv2's .npy layout "
+                    "(DIR/{train,val}/{image,label,depth,normal}/<i>.npy, val = the test split) plus "
+                    "DIR/render.json, so that the nyuv2 benchmark with data.root=DIR trains on the same images "
+                    "and labels at loader speed. Written to a temporary directory and renamed when complete: "
+                    "an interrupted render leaves no DIR. Only synthetic-nyu (the layout holds segmentation, "
+                    "depth and normal).")
+    rend.add_argument("--benchmark", required=True, metavar="NAME", help="synthetic-nyu")
+    rend.add_argument("--out", required=True, metavar="DIR", help="directory to create (absent or empty)")
+    rend.add_argument("--resolution", type=int, nargs=2, metavar=("H", "W"),
+                      help="image size (same as --set data.resolution=[H,W]; default: data.resolution's default, "
+                           "64 64)")
+    rend.add_argument("--train-size", type=int, metavar="N",
+                      help="training images (same as --set data.train_size=N; default: the benchmark's, 600)")
+    rend.add_argument("--test-size", type=int, metavar="N",
+                      help="test images (same as --set data.test_size=N; default: the benchmark's, 200)")
+    rend.add_argument("--seed", type=int, default=0, help="the synthetic benchmark's seed (the run seed; default 0)")
+    rend.add_argument("--workers", type=int, metavar="N",
+                      help="worker processes rendering batches (same as --set data.num_workers=N; default 0)")
+    rend.add_argument("--batch", type=int, default=8, metavar="N", help="images per renderer call (default 8)")
+    rend.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                      help="data option: data.resolution, data.train_size, data.test_size or data.num_workers "
+                           "(repeatable)")
+
     bench = sub.add_parser(
         "bench", help="run an experiment: methods and variants x task orders x seeds, resumably",
         description="Run every (method or variant x order x seed) of an experiment file (or of its command-line "
@@ -191,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from lhl.engine import distributed
     from lhl.engine.trainer import Trainer
     from lhl.report.tables import format_performance_matrix
 
@@ -202,12 +233,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out is None:
         name = args.preset or (Path(args.config).stem if args.config else "synthetic-nyu-demo")
         out = f"runs/{name}-{config.method['name']}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.nproc is not None:
+        return _launch_processes(args, config, out)
+    if distributed.launched_by_torchrun() and args.out is None:
+        raise ConfigError("under torchrun pass --out DIR (every process must name the same run directory)")
     trainer = Trainer(config, out, quiet=args.quiet, resume=args.resume)
-    performance = trainer.run()
+    try:
+        performance = trainer.run()
+    finally:
+        distributed.shutdown()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # process 0 prints the result
     print(f"\nperformance matrix ({performance['method']} on {performance['benchmark']}):")
     print(format_performance_matrix(performance))
     print(f"\nrun directory: {out}")
     return 0
+
+
+def _launch_processes(args: argparse.Namespace, config, out: str) -> int:
+    """``lhl run --nproc N``: check the configuration here (one error line, before any process
+    starts), then run the same command under torchrun (:mod:`lhl.engine.launch`)."""
+    from lhl.engine import distributed
+    from lhl.engine.build import build_run
+    from lhl.engine.launch import launch
+
+    if distributed.launched_by_torchrun():
+        raise ConfigError("--nproc: this process was already started by torchrun; drop --nproc")
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc: invalid value {args.nproc}; expected an integer >= 1")
+    run = build_run(config)
+    distributed.check_processes(args.nproc, run.device, config.train.batch_size)
+    argv = ["run"]
+    for flag, value in (("--config", args.config), ("--preset", args.preset), ("--method", args.method)):
+        if value is not None:
+            argv += [flag, value]
+    for override in args.overrides:
+        argv += ["--set", override]
+    argv += ["--out", out] + ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    argv += ["--tensorboard"] * args.tensorboard
+    if args.debug:
+        argv.insert(0, "--debug")
+    return launch(argv, args.nproc)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -282,6 +348,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         return _cmd_data_check(args)
+    if args.data_command == "render":
+        return _cmd_data_render(args)
     from lhl.data.synthetic.preview import save_preview_grid
 
     if args.count < 1:
@@ -296,7 +364,6 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from lhl.config import parse_override
     from lhl.config.schema import DataConfig, build_dataclass
     from lhl.data.check import check_dataset
     from lhl.data.disk import FileBenchmark
@@ -307,15 +374,51 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--benchmark {args.benchmark!r} is not read from disk; nothing to check")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: invalid value {args.limit}; expected an integer >= 1")
-    values = {"root": args.root}
-    for text in args.overrides:
-        key, value = parse_override(text)
-        if not key.startswith("data."):
-            raise ConfigError(f"--set {key}: only data.* options apply to 'lhl data check'")
-        values[key[len("data."):]] = value
+    values = {"root": args.root, **_data_values(args.overrides, "check")}
     report = check_dataset(cls(build_dataclass(DataConfig, values, "data"), 0), limit=args.limit)
     print(report.format())
     return 1 if report.problems else 0
+
+
+def _data_values(overrides: list[str], command: str) -> dict:
+    """``--set data.KEY=VALUE`` options as a ``data`` mapping (other sections refused)."""
+    from lhl.config import parse_override
+
+    values = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        if not key.startswith("data."):
+            raise ConfigError(f"--set {key}: only data.* options apply to 'lhl data {command}'")
+        values[key[len("data."):]] = value
+    return values
+
+
+def _cmd_data_render(args: argparse.Namespace) -> int:
+    from lhl.config.schema import DataConfig, build_dataclass
+    from lhl.data.synthetic.export import render_to_disk
+
+    values = _data_values(args.overrides, "render")
+    for key, value in (("resolution", args.resolution), ("train_size", args.train_size),
+                       ("test_size", args.test_size), ("num_workers", args.workers)):
+        if value is not None:
+            values[key] = list(value) if key == "resolution" else value
+    data = build_dataclass(DataConfig, values, "data")
+    tty = sys.stderr.isatty()
+
+    def progress(split: str, done: int, total: int) -> None:
+        if tty:
+            print(f"\rrendering {split}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr,
+                  flush=True)
+
+    start = time.perf_counter()
+    record = render_to_disk(args.out, args.benchmark, data, seed=args.seed, batch=args.batch, progress=progress)
+    seconds = time.perf_counter() - start
+    count = record["train_size"] + record["test_size"]
+    height, width = record["resolution"]
+    print(f"wrote {args.out}: {record['train_size']} train + {record['test_size']} test images at {height}x{width} "
+          f"({args.benchmark}, seed {args.seed}) in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} images/s); "
+          f"train on it with --set data.root={args.out} and benchmark nyuv2")
+    return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -339,15 +442,23 @@ def main(argv: list[str] | None = None) -> int:
                 "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except LhlError as exc:
-        return _report(exc, str(exc), exc.exit_code, debug)
+        code = exc.exit_code
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun process 0 speaks for all
+            _report(exc, str(exc), exc.exit_code, debug)
+        elif debug:
+            traceback.print_exception(exc)
+        record_exit_status(code)
+        return code
     except OSError as exc:  # the file system: permissions, a full disk, a missing file
         code = 2 if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR) else 1
         where = f"{exc.filename}: " if exc.filename else ""
         return _report(exc, f"{where}{exc.strerror or exc}", code, debug)
     except KeyboardInterrupt as exc:
         return _report(exc, "interrupted", 130, debug)
+    record_exit_status(code)
+    return code
 
 
 def _report(exc: BaseException, message: str, code: int, debug: bool) -> int:

@@ -200,6 +200,18 @@ CASES = [
     ("preview-bad-resolution", ["data", "preview", "--out", "{tmp}/p.png", "--resolution", "2", "2"],
      "--resolution", None),
     ("preview-unwritable", ["data", "preview", "--out", "/proc/lhl-preview.png", "--count", "1"], "/proc", None),
+    ("render-out-holds-a-run", ["data", "render", "--benchmark", "synthetic-nyu", "--out", "{run}"],
+     "already exists and is not empty", None),
+    ("render-out-is-file", ["data", "render", "--benchmark", "synthetic-nyu", "--out", "{tmp}/file.txt"],
+     "file.txt", _write("file.txt", "x")),
+    ("render-unwritable", ["data", "render", "--benchmark", "synthetic-nyu", "--out", "/proc/lhl-render",
+                           "--resolution", "8", "8", "--train-size", "1", "--test-size", "1"], "/proc", None),
+    ("render-taskonomy", ["data", "render", "--benchmark", "synthetic-taskonomy", "--out", "{out}"],
+     "synthetic-taskonomy", None),
+    ("render-bad-set", ["data", "render", "--benchmark", "synthetic-nyu", "--out", "{out}", "--set",
+                        "data.augment=true"], "data.augment", None),
+    ("render-bad-batch", ["data", "render", "--benchmark", "synthetic-nyu", "--out", "{out}", "--batch", "0"],
+     "--batch", None),
 ]
 
 

@@ -183,18 +183,18 @@ def test_nan_gradient_with_finite_loss_is_never_saved(plugin_dir, step, epoch):
 
 def test_non_finite_parameters_are_never_saved(smoke_config, tmp_path, monkeypatch):
     """The last line of defence: a phase whose weights hold NaN (however they got there) is not saved."""
-    from lhl.engine import trainer as trainer_module
+    from lhl.engine.fitting import PhaseFitter
     from lhl.engine.trainer import Trainer
 
-    original = trainer_module.Trainer._train_phase
+    original = PhaseFitter.fit
 
-    def poison(self, ctx, loader):
-        original(self, ctx, loader)
+    def poison(self, ctx, loader, phases):
+        original(self, ctx, loader, phases)
         if ctx.phase == 2:
             with __import__("torch").no_grad():
                 next(ctx.model.heads[ctx.phase_tasks[0]].parameters()).fill_(float("nan"))
 
-    monkeypatch.setattr(trainer_module.Trainer, "_train_phase", poison)
+    monkeypatch.setattr(PhaseFitter, "fit", poison)
     with pytest.raises(NonFiniteError, match="not finite after phase 2"):
         Trainer(smoke_config(), tmp_path / "run", quiet=True).run()
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("phase-*.pt")) == ["phase-1.pt"]

@@ -136,3 +136,11 @@ def test_grad_norms_logged_once_per_epoch(run_smoke):
     records = [e for e in read_events(out / "events.jsonl") if e["event"] == "grad_norms"]
     assert [(e["phase"], e["epoch"]) for e in records] == [(p, ep) for p in (1, 2, 3) for ep in (1, 2)]
     assert all(e["encoder"]["new"] > 0 for e in records)
+
+
+def test_histogram_normal_median_is_within_half_a_bin_of_the_exact_one(smoke_config, tmp_path):
+    exact = Trainer(smoke_config(), tmp_path / "exact", quiet=True).run()
+    hist = Trainer(smoke_config("train.eval_normal_median=histogram"), tmp_path / "hist", quiet=True).run()
+    a, b = exact["phases"][-1]["metrics"]["normal"], hist["phases"][-1]["metrics"]["normal"]
+    assert abs(a["median"] - b["median"]) <= 0.0005 + 1e-9
+    assert abs(a["mean"] - b["mean"]) <= 1e-9 * a["mean"] and a["within_30"] == b["within_30"]

@@ -242,7 +242,8 @@ def check_logged_terms(run_dir):
 
 
 def test_end_to_end_paper_one_teacher_pass_per_step_frozen_teacher(smoke_config, tmp_path, vanilla_final):
-    trainer = Trainer(smoke_config(method="had-probe"), tmp_path / "had", quiet=True)
+    # teacher passes (the teacher cache would run the teacher once per phase, before the steps)
+    trainer = Trainer(smoke_config("train.teacher_cache=off", method="had-probe"), tmp_path / "had", quiet=True)
     performance = trainer.run()
     probe = trainer.method
     assert len(probe.steps) == 2  # 8 images per phase, batch 4, 1 epoch

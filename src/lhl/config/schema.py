@@ -82,6 +82,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 8
     eval_batch_size: int | None = None  # None: 2 × batch_size
+    # normals' median: exact (every angle kept, gathered across processes) or from an all-reduced
+    # 0.001° histogram in constant memory (for very large test sets)
+    eval_normal_median: Literal["exact", "histogram"] = "exact"
     lr: float = 1e-4
     weight_decay: float = 1e-5
     warmup: float = 0.5  # fraction of a phase's steps spent warming up
@@ -94,7 +97,7 @@ class TrainConfig:
     # frozen-teacher outputs computed once per phase and served by sample index (lhl.engine.teacher);
     # auto: on whenever nothing changes the phase's images between epochs (data.augment off)
     teacher_cache: Literal["auto", "off"] = "auto"
-    teacher_cache_precision: Literal["fp16", "fp32"] = "fp16"  # storage of cached regression outputs / logits
+    teacher_cache_precision: Literal["fp16", "fp32"] = "fp32"  # storage of cached regression outputs / logits
     teacher_cache_storage: Literal["memory", "disk"] = "memory"  # disk: a memory-mapped file in the run directory
 
     def __post_init__(self) -> None:
@@ -182,6 +185,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
+        # YAML 1.1 reads a bare off/on (``train.teacher_cache=off``, ``amp: off``) as a boolean
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
+            return "on" if value else "off"
         if value not in typing.get_args(tp):
             raise bad
         return value

@@ -182,3 +182,102 @@ def sequence_shard(items: Sequence[Any]) -> list[Any]:
     """This process's contiguous part of ``items`` (:func:`shard_bounds`)."""
     start, stop = shard_bounds(len(items))
     return list(items[start:stop])
+
+
+def broadcast_module_state(module: torch.nn.Module, source: int = 0) -> None:
+    """Make every parameter and buffer of ``module`` equal to process ``source``'s (in place)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=source)
+
+
+class _SummedOverProcesses(torch.autograd.Function):
+    """Sum over processes with its gradient: the backward of a sum that every process uses is the
+    sum of every process's incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        return all_reduce_sum(tensor.clone())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return all_reduce_sum(grad.clone())
+
+
+class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics cover every process's share of the batch, on the CPU
+    (``gloo``); on CUDA lhl uses ``torch.nn.SyncBatchNorm`` itself (:func:`convert_sync_batchnorm`).
+
+    torch's synchronised kernels exist only for accelerators (and DDP refuses its SyncBatchNorm on
+    CPU modules), so here the statistics come from two differentiable all-reduces
+    (:class:`_SummedOverProcesses`: the mean, then the centred sum of squares, in float64): what one process would compute on the whole batch, gradients through the shared
+    statistics included. In eval mode, or in one process, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(input)
+        all_reduce = _SummedOverProcesses.apply
+        self._check_input_dim(input)
+        dims = [0, *range(2, input.dim())]
+        total = all_reduce(torch.tensor([float(input.numel() // input.shape[1])], dtype=torch.float64))
+        x = input.double()
+        mean = all_reduce(x.sum(dims)) / total
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        centred = x - mean.view(shape)
+        var = all_reduce(centred.pow(2).sum(dims)) / total
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * total / (total - 1).clamp(min=1)
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean.to(self.running_mean.dtype))
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(self.running_var.dtype))
+        out = centred / torch.sqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.double().view(shape) + self.bias.double().view(shape)
+        return out.to(input.dtype)
+
+
+def convert_sync_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Replace every BatchNorm among ``module``'s descendants by a synchronised one
+    (``torch.nn.SyncBatchNorm`` on CUDA, :class:`CpuSyncBatchNorm` on the CPU), in place, keeping
+    the same parameter and buffer tensors (an optimiser made afterwards sees the same ones).
+    Already-synchronised layers are left alone. Returns ``module``."""
+    kind = torch.nn.SyncBatchNorm if device.type == "cuda" else CpuSyncBatchNorm
+    for name, child in module.named_children():
+        if isinstance(child, (torch.nn.SyncBatchNorm, CpuSyncBatchNorm)):
+            continue
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            sync = kind(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            if child.affine:
+                sync.weight, sync.bias = child.weight, child.bias
+            if child.track_running_stats:
+                sync.running_mean, sync.running_var = child.running_mean, child.running_var
+                sync.num_batches_tracked = child.num_batches_tracked
+            sync.train(child.training)
+            setattr(module, name, sync)
+        else:
+            convert_sync_batchnorm(child, device)
+    return module
+
+
+def check_processes(nproc: int, device: torch.device, global_batch: int) -> None:
+    """Refuse, before any process starts, what ``nproc`` processes cannot do: more CUDA processes
+    than GPUs, MPS, or a global batch that does not split evenly."""
+    from lhl.errors import ConfigError
+
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise ConfigError(f"--nproc: {nproc} processes need {nproc} GPUs (one each); this machine has "
+                          f"{torch.cuda.device_count()}")
+    if device.type == "mps" and nproc > 1:
+        raise ConfigError("--nproc: data-parallel training runs on the CPU (gloo) or CUDA (nccl), not on MPS")
+    if global_batch % nproc:
+        raise ConfigError(f"train.batch_size: {global_batch} is the global batch and must be divisible by --nproc "
+                          f"{nproc}")

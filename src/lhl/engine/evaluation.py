@@ -4,12 +4,14 @@ metrics of App. C.1), during a run (:func:`evaluate`) and afterwards from a run 
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lhl.engine import distributed
 from lhl.engine.seeding import worker_init_fn
 from lhl.errors import ConfigError
 from lhl.models import MultiTaskNet
@@ -25,16 +27,19 @@ EVAL_SPLITS = ("test", "val")
 @torch.no_grad()
 def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: torch.device,
              quiet: bool = False, desc: str = "eval",
-             should_stop: Callable[[], bool] | None = None) -> dict[str, dict[str, float]]:
-    """Run the model once per batch for all ``tasks``, accumulate, compute once.
+             should_stop: Callable[[], bool] | None = None,
+             exact_quantiles: bool = True) -> dict[str, dict[str, float]]:
+    """Run the model once per batch for all ``tasks``, accumulate, merge across processes (under
+    DDP ``loader`` holds this process's part of the set), compute once.
 
     ``should_stop`` is asked before every batch (an interrupted run stops evaluating; the caller
-    then discards the partial result). ``quiet`` hides the progress bar. Returns
+    then discards the partial result). ``quiet`` hides the progress bar. ``exact_quantiles=False``
+    asks tasks for constant-memory accumulators (``train.eval_normal_median: histogram``). Returns
     ``{task: {metric: value}}``.
     """
     was_training = model.training
     model.eval()
-    accumulators = {task.name: task.metrics() for task in tasks}
+    accumulators = {task.name: _accumulator(task, exact_quantiles) for task in tasks}
     names = [task.name for task in tasks]
     for batch in tqdm(loader, desc=desc, disable=quiet, leave=False):
         if should_stop is not None and should_stop():
@@ -46,7 +51,32 @@ def evaluate(model: MultiTaskNet, tasks: list[Task], loader: Iterable, device: t
             target = batch[task.name].to(device, non_blocking=True)
             task.update_metrics(accumulators[task.name], outputs[task.name].float(), target)
     model.train(was_training)
+    for accumulator in accumulators.values():
+        merge_across_processes(accumulator)
     return {name: accumulators[name].compute() for name in names}
+
+
+def _accumulator(task: Task, exact_quantiles: bool):
+    """``task.metrics()``; with ``exact_quantiles=False``, the constant-memory variant from tasks
+    that offer one (their ``metrics`` takes ``exact_quantiles``), the exact one from the others."""
+    if exact_quantiles or "exact_quantiles" not in inspect.signature(task.metrics).parameters:
+        return task.metrics()
+    return task.metrics(exact_quantiles=False)
+
+
+def merge_across_processes(accumulator) -> None:
+    """Combine a metric accumulator's statistics over every process, in place, exactly as its
+    :attr:`~lhl.metrics.MetricAccumulator.STATE_REDUCTION` says: sums (confusion matrices, pixel
+    sums and counts) all-reduced, lists (the normal angles, for an exact median) gathered. Every
+    process then computes the same metrics. A no-op in one process."""
+    if not distributed.is_distributed():
+        return
+    state = accumulator.state_dict()
+    merged = {}
+    for key, how in accumulator.STATE_REDUCTION.items():
+        merged[key] = (distributed.all_reduce_sum(state[key].clone()) if how == "sum"
+                       else distributed.all_gather_cat(state[key]))
+    accumulator.load_state_dict(merged)
 
 
 def evaluate_run(loaded: LoadedRun, split: str = "test", batch_size: int | None = None,
@@ -74,4 +104,4 @@ def evaluate_run(loaded: LoadedRun, split: str = "test", batch_size: int | None 
                         generator=torch.Generator().manual_seed(0), worker_init_fn=worker_init_fn,
                         pin_memory=device.type == "cuda", drop_last=False)
     return evaluate(loaded.model, list(loaded.tasks.values()), loader, device, quiet,
-                    desc=f"eval phase {loaded.phase}")
+                    desc=f"eval phase {loaded.phase}", exact_quantiles=train.eval_normal_median == "exact")

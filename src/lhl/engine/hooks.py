@@ -1,6 +1,7 @@
 """The extension interface: what a method sees and the named hook points the phase loop calls
-(Avalanche-style). Methods import this module (and :mod:`lhl.engine.teacher`), nothing else of the
-engine; the engine finds methods through the registry and never imports one.
+(Avalanche-style). Methods import this module (and :mod:`lhl.engine.teacher`, and
+:mod:`lhl.engine.distributed` for statistics that must agree across data-parallel processes),
+nothing else of the engine; the engine finds methods through the registry and never imports one.
 
 A method overrides only the hooks it needs. The engine sums and logs the named loss terms a
 method returns, checkpoints whatever :meth:`Method.state_dict` returns, and never imports a
@@ -9,6 +10,7 @@ specific method. Hooks, in the order the loop calls them::
     setup(ctx)                          once, after the model and tasks exist
     before_phase(ctx, loader)           phase t starts (new head already added); ``loader`` is
                                         the phase's training loader (this process's share under DDP)
+    make_optimizer(ctx, params) -> opt  the phase's optimiser (default: Adam, train.lr / weight_decay)
       on_train_mode(ctx)                after every model.train() (e.g. freeze BN)
       forward_tasks(ctx) -> [names]     heads the student runs on a batch
       loss_terms(ctx, batch, out) -> {name: scalar}   added to the new-task loss
@@ -25,6 +27,7 @@ Hyperparameters are declared as fields of the nested ``Options`` dataclass; the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -52,7 +55,9 @@ class RunContext:
     ``phase`` is 1-based; ``phase_tasks`` are the tasks whose labels this phase sees (one
     task, or all of them for joint training); ``seen_tasks`` are the tasks with a head;
     ``step`` counts the optimiser steps of the phase; ``log(event, **fields)`` appends to the
-    run's event log.
+    run's event log. ``scratch_dir`` is a directory a method may write temporary files to during a
+    phase and must delete by the phase's end (the trainer sets it to the run directory; ``None``
+    outside a run): the frozen-teacher cache's ``disk`` storage uses it (:mod:`lhl.engine.teacher`).
     """
 
     config: RunConfig
@@ -65,6 +70,7 @@ class RunContext:
     phase_tasks: list[str] = field(default_factory=list)
     epoch: int = 0
     step: int = 0
+    scratch_dir: Path | None = None
 
     @property
     def seen_tasks(self) -> list[str]:
@@ -95,6 +101,13 @@ class Method:
 
     def before_phase(self, ctx: RunContext, loader: Any) -> None:
         pass
+
+    def make_optimizer(self, ctx: RunContext, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """The optimiser of one phase over ``params`` (the trainable parameters after
+        ``before_phase``); called once per phase. Default: Adam with ``train.lr`` and
+        ``train.weight_decay`` (HAD paper, App. C.4)."""
+        train = ctx.config.train
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
 
     def on_train_mode(self, ctx: RunContext) -> None:
         pass

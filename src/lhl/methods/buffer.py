@@ -21,6 +21,17 @@ is part of :meth:`state_dict`, so a resumed run replays exactly what an uninterr
 
 :func:`replay_loss` runs a replay mini-batch through the encoder once and each sample through its
 own task's head; :class:`ReplayMethod` is the base class of DER and iCaRL.
+
+Under DDP the buffer is **replicated**: every process holds the same ``size`` items (50 in total,
+not 50 per process), the same counter and the same generator state, so the checkpoint is the
+buffer as with one process. DER (:meth:`ReplayMethod.offer`): every process draws the reservoir
+slots of the whole global batch, in one process's order, from the shared generator; only the
+kept items are gathered from the processes that hold them. iCaRL: features of the whole phase
+dataset are computed in contiguous shards and gathered, herding runs on all of them alike, and
+the chosen images and maps are computed in shards and gathered. Each process then draws the same
+replay mini-batch, so the replay term is the same everywhere and DDP's gradient averaging leaves
+it as one process would have it. A sharded buffer (size/world per process) would save memory but
+make the reservoir's keep-probability and iCaRL's global herding depend on the process count.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from lhl.config.checks import check_nonnegative, check_positive_int
+from lhl.engine.distributed import all_gather_cat, is_distributed, rank, world_size
 from lhl.engine.hooks import Method
 from lhl.methods.options import check_choices
 from lhl.tasks import Task
@@ -90,10 +102,24 @@ class ReplayBuffer:
 
     def reservoir(self, images: Tensor, task: str, targets: Tensor) -> None:
         """Offer every item of a batch (``images [B,3,H,W]``, ``targets [B,C,H,W]``)."""
-        for image, target in zip(images, targets):
+        self.place(self.reservoir_slots(len(images)), images, task, targets)
+
+    def reservoir_slots(self, count: int) -> list[int | None]:
+        """Offer ``count`` items: the slot each one takes (None: not kept), drawn as
+        :meth:`reservoir` draws them (the counter and the generator advance); store the items
+        with :meth:`place`. Only the draws, so processes can agree on them before moving images."""
+        slots, filled = [], len(self.images)
+        for _ in range(count):
             self.seen += 1
-            slot = len(self.images) if len(self.images) < self.size else self._randint(self.seen)
-            if slot >= self.size:
+            slot = filled if filled < self.size else self._randint(self.seen)
+            filled += filled < self.size
+            slots.append(slot if slot < self.size else None)
+        return slots
+
+    def place(self, slots: list[int | None], images: Tensor, task: str, targets: Tensor) -> None:
+        """Store item i in ``slots[i]`` (appended at the end, or replacing), in order; None: skip."""
+        for slot, image, target in zip(slots, images, targets):
+            if slot is None:
                 continue
             if slot == len(self.images):
                 self._append(image, task, target)
@@ -206,6 +232,29 @@ class ReplayMethod(Method):
         if replay is None:
             return {}
         return {self.name: self.options.weight * replay_loss(ctx.model, replay, per_sample)}
+
+    def offer(self, images: Tensor, task: str, targets: Tensor) -> None:
+        """Offer a training step's images and target maps to the reservoir (DER).
+
+        Under DDP ``images``/``targets`` are this process's share of the global batch (its item i
+        is the global batch's item i·world + rank, :class:`~lhl.engine.distributed.ShardedSampler`):
+        every process draws the global batch's slots alike (:meth:`ReplayBuffer.reservoir_slots`),
+        then only the kept items are gathered (fp16, as stored) and placed in the global order."""
+        if not is_distributed():
+            self.buffer.reservoir(images, task, targets)
+            return
+        world = world_size()
+        slots = self.buffer.reservoir_slots(len(images) * world)
+        kept = [p for p, slot in enumerate(slots) if slot is not None]
+        if not kept:
+            return
+        by_rank = sorted(kept, key=lambda p: (p % world, p))  # the order all_gather_cat concatenates in
+        mine = torch.tensor([p // world for p in by_rank if p % world == rank()], dtype=torch.long,
+                            device=images.device)
+        row = {p: i for i, p in enumerate(by_rank)}
+        order = [row[p] for p in kept]
+        gathered = [all_gather_cat(x.detach()[mine].to(torch.float16))[order] for x in (images, targets)]
+        self.buffer.place([slots[p] for p in kept], gathered[0], task, gathered[1])
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}

@@ -13,7 +13,9 @@ per sample over its own channels and pixels, then over samples (heads differ in 
 Images are stored as the loader gives them (after the data layer's augmentation, as Mammoth
 stores its non-normalised inputs), outputs from the same forward pass as the training step.
 
-Term ``der``, already weighted. State: the buffer (items, reservoir counter, generator).
+Term ``der``, already weighted. State: the buffer (items, reservoir counter, generator). Under DDP
+the buffer is replicated and offered the global batch in one process's order
+(:meth:`~lhl.methods.buffer.ReplayMethod.offer`).
 """
 
 from __future__ import annotations
@@ -40,5 +42,5 @@ class DER(ReplayMethod):
     def loss_terms(self, ctx, batch, out):
         terms = self.replay_term(ctx, squared_error)
         task = ctx.phase_tasks[0]
-        self.buffer.reservoir(batch["image"], task, out.outputs[task])
+        self.offer(batch["image"], task, out.outputs[task])
         return terms

@@ -6,6 +6,8 @@ j's per-pixel distillation map against the teacher's pseudo-label (App. C.4; doc
 "Per-pixel distillation maps": CE against the argmax, |S−T| averaged over channels, 1−cos of
 unit normals) — every pixel weighted equally, which is what HAD's DB and SG terms replace.
 
+Teacher cache (:mod:`lhl.engine.teacher`): pseudo-labels (uint8 class maps, fp16/fp32 regression).
+
 Loss terms: ``dis/<task>``, already weighted. State: only the teacher, rebuilt at every
 ``before_phase`` (``state_dict`` is empty).
 """
@@ -31,6 +33,8 @@ class DIS(DistillationMethod):
         def __post_init__(self) -> None:
             check_choices(self)
             check_nonnegative(self.alpha, "method.alpha")
+
+    teacher_cache_kind = "pseudo_label"  # ℓ_j against the pseudo-label only
 
     def loss_terms(self, ctx, batch, out):
         pairs = self.old_tasks(ctx, batch, out)

@@ -5,6 +5,12 @@ parameters, keep per-parameter tensors (anchors θ*, Fisher diagonals, importanc
 names, estimate squared (EWC) or summed (SPG) gradients of scalar objectives over a task's
 training data, and move such dictionaries between devices and checkpoints (plain
 ``{name: tensor}``, ``weights_only``-safe).
+
+Under DDP (:mod:`lhl.engine.distributed`) each process sees its share of every global mini-batch;
+the estimators here combine the processes' gradients so that every process ends with the same
+tensors a single process with the global batch would compute (up to float rounding): see
+:func:`squared_gradients` and :func:`summed_gradients`. Forward passes go through ``model`` (the
+unwrapped network), so no DDP gradient hook fires; the synchronisation is explicit.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from lhl.engine.distributed import all_reduce_mean, all_reduce_sum, is_distributed
 from lhl.tasks import Task
 
 ParamDict = dict[str, Tensor]
@@ -33,20 +40,41 @@ def to_device(values: ParamDict, device: torch.device | str) -> ParamDict:
     return {name: v.to(device) for name, v in values.items()}
 
 
-def squared_gradients(model: nn.Module, losses: Iterable[Tensor]) -> ParamDict:
+def squared_gradients(model: nn.Module, losses: Iterable[Tensor], shares: bool = False) -> ParamDict:
     """Mean over ``losses`` (scalars of one graph each) of the squared gradient of each w.r.t.
     every encoder parameter: ``F_k = 1/N Σ_n (∂L_n/∂θ_k)²``. Parameters a loss does not reach
-    get zero."""
+    get zero.
+
+    Under DDP, ``shares``: each loss is this process's part of a global mini-batch loss that is
+    the mean of the processes' parts (equal local batches, as :class:`~lhl.engine.distributed.
+    ShardedSampler` gives), so each gradient is averaged over processes *before* it is squared and
+    N counts global mini-batches. Otherwise (one loss per image) the squared gradients and their
+    count are summed over processes. Either way every process returns the same Fisher."""
     params = encoder_parameters(model)
     total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     count = 0
     for loss in losses:
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        grads = [torch.zeros_like(total[n]) if g is None else g.float() for n, g in zip(params, grads)]
+        if shares and is_distributed():
+            grads = _unflatten(all_reduce_mean(_flatten(grads)), grads)
         for name, grad in zip(params, grads):
-            if grad is not None:
-                total[name] += grad.float().pow(2)
+            total[name] += grad.pow(2)
         count += 1
+    if not shares and is_distributed():
+        values = list(total.values())
+        total = dict(zip(total, _unflatten(all_reduce_sum(_flatten(values)), values)))
+        count = int(all_reduce_sum(torch.tensor([count], device=values[0].device)).item()) if values else count
     return {name: t / max(count, 1) for name, t in total.items()}
+
+
+def _flatten(tensors: list[Tensor]) -> Tensor:
+    """One flat tensor (one collective instead of one per parameter)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in like]), like)]
 
 
 def summed_gradients(model: nn.Module, objectives: Iterable[dict[str, Tensor]]) -> dict[str, ParamDict]:
@@ -54,7 +82,10 @@ def summed_gradients(model: nn.Module, objectives: Iterable[dict[str, Tensor]]) 
 
     ``objectives`` yields, per batch, ``{key: scalar}`` built on one graph (the graph is kept
     until the batch's last key). Returns ``{key: {param name: summed gradient}}`` over the
-    encoder parameters; a parameter an objective does not reach gets zeros.
+    encoder parameters; a parameter an objective does not reach gets zeros. Under DDP each
+    objective must be this process's additive share of the global batch's objective (a sum over
+    its images as is; a batch mean divided by the number of processes): the sums are summed over
+    processes, so every process returns the global ones.
     """
     params = encoder_parameters(model)
     totals: dict[str, ParamDict] = {}
@@ -67,6 +98,10 @@ def summed_gradients(model: nn.Module, objectives: Iterable[dict[str, Tensor]]) 
             for name, grad in zip(params, grads):
                 if grad is not None:
                     total[name] += grad.float()
+    if is_distributed():
+        for key, total in totals.items():  # the same keys, in the same order, on every process
+            values = list(total.values())
+            totals[key] = dict(zip(total, _unflatten(all_reduce_sum(_flatten(values)), values)))
     return totals
 
 

@@ -12,6 +12,11 @@ State: the Fisher diagonals and anchors (``{name: tensor}`` per past task, or on
 The authors' Fisher estimator is unreleased (docs/deviations.md); ours is the empirical mini-batch
 Fisher above, so Table 6's λ (1e3–1e10; NYUv2-R18: 1e9) transfers only approximately. The penalty's
 magnitude is logged as a loss term every epoch, and each Fisher's sum and max as ``ewc_fisher``.
+
+Under DDP each process's mini-batch gradient is averaged over processes before it is squared (the
+global mini-batch's gradient); per-image squares are summed over processes: every process holds
+the Fisher one process with the global batch would estimate (:func:`~lhl.methods.encoder_params.
+squared_gradients`).
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ class EWC(Method):
     def after_phase(self, ctx, loader) -> None:
         task, training = ctx.tasks[ctx.phase_tasks[0]], ctx.model.training
         ctx.model.eval()
-        fisher = squared_gradients(ctx.model, task_losses(ctx.model, task, loader, ctx.device,
-                                                          self.options.fisher == "per_sample"))
+        per_sample = self.options.fisher == "per_sample"
+        fisher = squared_gradients(ctx.model, task_losses(ctx.model, task, loader, ctx.device, per_sample),
+                                   shares=not per_sample)
         ctx.model.train(training)
         ctx.log("ewc_fisher", phase=ctx.phase, sum=float(sum(f.sum() for f in fisher.values())),
                 max=float(max(f.max() for f in fisher.values())))

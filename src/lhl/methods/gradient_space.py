@@ -10,6 +10,12 @@ on the step the optimiser actually took: :meth:`before_step` snapshots the prote
 decay of ``torch.optim.Adam`` is part of U, so it is masked/projected too. ``apply_to: gradient``
 edits ``.grad`` after backward instead (the original papers' form, for plain SGD).
 
+Under DDP nothing more is needed: DistributedDataParallel all-reduces the gradients during
+``backward()``, which returns only once the averaged gradients are in ``.grad``, so
+:meth:`after_backward` edits the global gradient; every process then takes the same optimiser
+step and :meth:`after_step` applies the same edit (importances and bases are identical on every
+process, see SPG and SGP), so the replicas stay equal.
+
 From phase 2 on (docs/deviations.md):
 - old task heads and the frozen encoder parameters (BatchNorm affine parameters, plus what the
   subclass freezes) get ``requires_grad = False`` before the phase's optimiser is built, so they

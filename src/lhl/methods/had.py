@@ -16,6 +16,10 @@ that code literally, so the paper-only options
 (``eps``, ``group_mean``, ``regression_groups``, ``normalize_sobel``, ``sobel_padding``) must keep
 their defaults there, while ``use_db``/``use_sg`` apply to both variants.
 
+Teacher cache (:mod:`lhl.engine.teacher`): everything both variants read is a function of the
+pseudo-label (for segmentation the groups are the argmax classes, which the pseudo-label is), so
+HAD caches pseudo-labels: uint8 class maps, fp16/fp32 regression values.
+
 Terms ``db/<task>``, ``sg/<task>``, already weighted. State: only the teacher, rebuilt at every
 ``before_phase`` (the loop reloads phase t−1's checkpoint first on resume): ``state_dict`` is empty.
 """
@@ -77,6 +81,18 @@ class HAD(DistillationMethod):
                     raise ConfigError(f"method.{key}: {getattr(self, key)!r} applies only to variant 'paper'; "
                                       "the reference variant follows the authors' code")
 
+    teacher_cache_kind = "pseudo_label"  # ℓ_j and the groups need only the pseudo-label
+
+    def teacher_cache_blocker(self, ctx):
+        """DB-HAD (paper variant) groups by :meth:`~lhl.tasks.Task.had_grouping`; a task whose rule needs
+        the raw output (it does not declare ``had_grouping_of_pseudo_label``) keeps the teacher."""
+        if self.options.variant == "paper" and self.options.use_db:
+            raw_only = [t for t in ctx.old_tasks if not ctx.tasks[t].grouping_from_pseudo_label()]
+            if raw_only:
+                return (f"task {raw_only[0]!r} declares had_grouping on the raw teacher output without "
+                        "had_grouping_of_pseudo_label")
+        return super().teacher_cache_blocker(ctx)
+
     def loss_terms(self, ctx, batch, out):
         o, pairs = self.options, self.old_tasks(ctx, batch, out)
         if not pairs:
@@ -103,7 +119,7 @@ class HAD(DistillationMethod):
         loss_maps = [old.task.distill_map(old.student, old.pseudo_label) for old in pairs]  # ℓ_j, [B,H,W]
         groups = None
         if o.use_db:
-            grouping = [old.task.had_grouping(old.teacher) for old in pairs]
+            grouping = [old.had_grouping for old in pairs]  # raw output, or the cached pseudo-label
             groups = group_masks_batched([g for g, _ in grouping], [k for _, k in grouping],
                                          o.group_threshold, o.regression_groups)
         return had_terms_batched(loss_maps, groups, o.edge_threshold, use_db=o.use_db, use_sg=o.use_sg,

@@ -17,7 +17,8 @@ Dense adaptation (docs/deviations.md, "iCaRL (dense)"): "iCaRL-style" — the pa
 replays pixel-wise predictions; there is no nearest-mean classifier. Selection and storage run in
 eval mode; images come from the phase's dataset in index order (after the data layer's
 augmentation, if it is on). Replayed images and maps are flipped together, each map as its task
-flips outputs (normals' x negated).
+flips outputs (normals' x negated). Under DDP the buffer is replicated: features and the chosen
+images' maps are computed in shards and gathered, herding is global (lhl.methods.buffer).
 
 Term ``icarl``, already weighted. State: the buffer (items, generator).
 """
@@ -29,8 +30,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
+from lhl.engine.distributed import all_gather_cat, shard_bounds
 from lhl.methods.buffer import ReplayMethod, ReplayOptions
 from lhl.registry import METHODS
 
@@ -54,14 +56,26 @@ class ICaRL(ReplayMethod):
     @torch.no_grad()
     def after_phase(self, ctx, loader) -> None:
         name, model, training = ctx.phase_tasks[0], ctx.model, ctx.model.training
-        task, dataset = ctx.tasks[name], loader.dataset
+        task, dataset, batch = ctx.tasks[name], loader.dataset, loader.batch_size
         model.eval()
-        ordered = DataLoader(dataset, batch_size=loader.batch_size, shuffle=False)
-        features = torch.cat([model.encoder(b["image"].to(ctx.device))[-1].float().mean(dim=(2, 3)).cpu()
-                              for b in ordered])
-        chosen = self.buffer.select(ctx.seen_tasks, F.normalize(features, dim=1), self.options.selection)
-        for start in range(0, len(chosen), loader.batch_size):
-            images = torch.stack([dataset[i]["image"] for i in chosen[start:start + loader.batch_size]]).to(ctx.device)
-            raw = model(images, [name])[name].float()
-            self.buffer.add(images, name, task.replay_target(raw))
+        # Under DDP each process works on a contiguous shard and the results are gathered, so every
+        # process herds on the whole dataset's features and stores the same items. An empty shard
+        # (fewer items than processes) runs one stand-in item, cut off, for the gather's shapes.
+
+        def features(indices):
+            parts = [model.encoder(b["image"].to(ctx.device))[-1].float().mean(dim=(2, 3))
+                     for b in DataLoader(Subset(dataset, indices or [0]), batch_size=batch, shuffle=False)]
+            return torch.cat(parts)[:len(indices)]
+
+        def stored(indices):  # images and stored maps, fp16 as the buffer keeps them
+            images = torch.stack([dataset[i]["image"] for i in indices or chosen[:1]]).to(ctx.device)
+            maps = torch.cat([task.replay_target(model(images[s:s + batch], [name])[name].float())
+                              for s in range(0, len(images), batch)])
+            return images[:len(indices)].half(), maps[:len(indices)].half()
+
+        pooled = all_gather_cat(features(list(range(*shard_bounds(len(dataset)))))).cpu()
+        chosen = self.buffer.select(ctx.seen_tasks, F.normalize(pooled, dim=1), self.options.selection)
+        if chosen:
+            images, maps = stored(chosen[slice(*shard_bounds(len(chosen)))])
+            self.buffer.add(all_gather_cat(images), name, all_gather_cat(maps))
         model.train(training)

@@ -11,7 +11,8 @@ distilled into the student on every pixel, by the task's own soft distillation m
   1 − cos of unit normals).
 
 L = L_new + λ Σ_{j<t} L_lwf,j — a sum over old tasks, as LwF's λ_o Σ_old (DIS and HAD average
-instead). Terms ``lwf/<task>``, already weighted. State: only the teacher, rebuilt at every
+instead). Teacher cache (:mod:`lhl.engine.teacher`): the raw outputs in the cache's precision
+(fp16 by default; the soft targets then match a teacher pass up to fp16 rounding). Terms ``lwf/<task>``, already weighted. State: only the teacher, rebuilt at every
 ``before_phase`` (``state_dict`` is empty).
 """
 
@@ -42,6 +43,8 @@ class LwF(DistillationMethod):
             check_choices(self)
             check_nonnegative(self.weight, "method.weight")
             check_positive(self.temperature, "method.temperature")
+
+    teacher_cache_kind = "raw"  # soft targets: the raw logits (and raw regression outputs)
 
     def loss_terms(self, ctx, batch, out):
         terms = {}

@@ -10,7 +10,8 @@ reading of the paper's "L2" as MSE). The mathematics is in :mod:`lhl.losses.pod`
 variants: local × {frobenius, l1, l2}, global × {frobenius, l1}. Heads are not distilled, so
 the student runs only the new head (old heads get no loss).
 
-Term ``pod``, already weighted. State: only the teacher, rebuilt at every ``before_phase``.
+Term ``pod``, already weighted. State: only the teacher, rebuilt at every ``before_phase``. No
+teacher cache (:meth:`POD.teacher_cache_blocker` says why): the teacher runs on every step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class POD(DistillationMethod):
             """λ finite ≥ 0 (0: no distillation); ``mode`` and ``distance`` one of their values."""
             check_choices(self)
             check_nonnegative(self.weight, "method.weight")
+
+    def teacher_cache_blocker(self, ctx):
+        """POD reads the teacher's four encoder stage maps, not its heads: caching them would take
+        2.0·10⁶ values per image for ResNet-18 at 288×384 (1.0 GB in fp16 for a 265-image NYUv2 chunk;
+        4.0 GB for ResNet-50) against 84–224 MB for HAD's pseudo-labels of the last phase
+        (``benchmarks/teacher_cache_memory.py``), to save one forward pass of the teacher encoder."""
+        return ("method 'pod' distils the teacher's encoder stage features, which cost more memory than "
+                "recomputing them (benchmarks/teacher_cache_memory.py)")
 
     def forward_tasks(self, ctx):
         return list(ctx.phase_tasks)

@@ -21,6 +21,9 @@ code zeroes their gradients; encoder BatchNorm statistics are frozen too; old he
 State: per conv (module name) the bases ``[d, r]`` (float32) and λ ``[r]`` — never the d × d
 products — and the energy fraction of each finished task captured by the bases. The memory of the
 stored bases is logged (``sgp_bases``) and returned by :meth:`SGP.memory_bytes`.
+
+Under DDP the Grams are those of the first ``samples`` images of the phase's order, summed over
+processes (:func:`encoder_grams`), so bases and λ are computed identically on every process.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from lhl.config.checks import check_fraction, check_nonnegative, check_positive_int
+from lhl.engine.distributed import all_reduce_sum, is_distributed, rank, world_size
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
 from lhl.methods.encoder_params import to_device
 from lhl.methods.options import check_choices
@@ -46,12 +50,19 @@ def encoder_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
 @torch.no_grad()
 def encoder_grams(model: nn.Module, loader, device: torch.device, samples: int) -> dict[str, Tensor]:
     """Gram matrices of every encoder conv's input patches over the first ``samples`` images of
-    ``loader`` (``{conv name: [d, d] float64}``); the encoder runs in eval mode."""
+    ``loader`` (``{conv name: [d, d] float64}``); the encoder runs in eval mode.
+
+    Under DDP ``loader`` is this process's share of the phase's order P
+    (:class:`~lhl.engine.distributed.ShardedSampler`: its j-th image is P[j·world + rank]), so each
+    process takes its images at global positions below ``samples`` and the local Grams are summed
+    over processes: the first ``samples`` images of P, as one process would take, on every process."""
     convs = encoder_convs(model)
     for name, conv in convs.items():
         if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise NotImplementedError(f"SGP: conv {name!r}: grouped convs and non-zero padding modes are not supported")
     grams: dict[str, Tensor] = {}
+    if is_distributed():  # never the padding ShardedSampler repeats past the end of P
+        samples = len(range(rank(), min(samples, len(loader.dataset)), world_size()))
 
     def hook(name, conv):
         def accumulate(module, inputs):
@@ -73,7 +84,17 @@ def encoder_grams(model: nn.Module, loader, device: torch.device, samples: int) 
         for handle in handles:
             handle.remove()
         model.train(training)
+    if is_distributed():  # a process may have taken no image (samples < world): zeros
+        for name, conv in convs.items():
+            d = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+            grams[name] = all_reduce_sum(grams[name] if name in grams else
+                                         torch.zeros(d, d, dtype=torch.float64, device=_gram_device(device)))
     return grams
+
+
+def _gram_device(device: torch.device) -> torch.device:
+    """Where :func:`~lhl.methods.sgp_math.conv_input_gram` accumulates (the CPU for MPS)."""
+    return torch.device("cpu") if torch.device(device).type == "mps" else torch.device(device)
 
 
 @METHODS.register("sgp")

@@ -15,6 +15,10 @@ In later phases each encoder parameter's **update** is multiplied by (1 − γ) 
 affine parameters are frozen from phase 2 on, encoder BatchNorm statistics too
 (docs/deviations.md, "SPG/SGP act on the optimiser's update").
 
+Under DDP the summed gradients are summed over processes (the task loss, a batch mean, counted as
+1/world of the global one; the head sums as they are), so the importances are those of one process
+with the global batch and identical on every process.
+
 State: ``importance`` ``{encoder param name: tensor}`` (the running max).
 """
 
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lhl.engine.distributed import world_size
 from lhl.methods.gradient_space import ApplyTo, GradientSpaceMethod
 from lhl.methods.encoder_params import encoder_parameters, soft_importance, summed_gradients, to_device
 from lhl.methods.options import check_choices
@@ -75,10 +80,12 @@ class SPG(GradientSpaceMethod):
 
     @staticmethod
     def _objectives(ctx, task, old, loader):
+        """Per batch, this process's additive share of each objective (summed_gradients)."""
+        share = 1 / world_size()  # the global batch's mean loss is the mean of equal local batches'
         for batch in loader:
             images = batch["image"].to(ctx.device)
             outputs = ctx.model(images, [task.name, *old])
-            objectives = {task.name: task.loss(outputs[task.name].float(), batch[task.name].to(ctx.device))}
+            objectives = {task.name: share * task.loss(outputs[task.name].float(), batch[task.name].to(ctx.device))}
             objectives.update({t: outputs[t].float().sum() for t in old})
             yield objectives
 

@@ -11,6 +11,7 @@ from lhl.metrics.dense import (
     DepthMetrics,
     LossMetric,
     MetricAccumulator,
+    NormalHistogramMetrics,
     NormalMetrics,
     SegmentationMetrics,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "SegmentationMetrics",
     "DepthMetrics",
     "NormalMetrics",
+    "NormalHistogramMetrics",
     "LossMetric",
     "relative_improvement",
     "task_relative_improvement",

@@ -37,11 +37,16 @@ or ``[H,W]`` for class maps — and by the replay buffer on stored output maps)
 
 **What methods need** (defaults suit any regression-like task)
 
-- :meth:`Task.had_grouping`: what DB-HAD groups pixels by (Sec. 4.2, "Group partition").
+- :meth:`Task.had_grouping`: what DB-HAD groups pixels by (Sec. 4.2, "Group partition"), and
+  :meth:`Task.had_grouping_of_pseudo_label`, the same groups from the pseudo-label alone (what the
+  frozen-teacher cache keeps).
 - :attr:`Task.had_reference_rule`: which of the authors' three rules ``variant: reference``
   applies (:mod:`lhl.losses.had_reference`).
 - :meth:`Task.soft_distill_map`: LwF's per-pixel soft distillation loss.
 - :meth:`Task.replay_target` / :meth:`Task.replay_map`: iCaRL's stored target and its replay loss.
+- :meth:`Task.compress_pseudo_label` / :meth:`Task.expand_pseudo_label`: how the frozen-teacher
+  cache (:mod:`lhl.engine.teacher`) stores a pseudo-label (class maps as the smallest integer type,
+  real values in the cache's precision) and gives it back.
 
 Conventions for invalid pixels: segmentation ``ignore_index``; depth 0 or non-finite; normals
 all-zero or non-finite; other tasks non-finite (NaN, the default).
@@ -111,7 +116,11 @@ class Task:
 
     # ------------------------------------------------------------------ evaluation
     def metrics(self) -> MetricAccumulator:
-        """A fresh accumulator of this task's metrics (keys: those of :attr:`higher_is_better`)."""
+        """A fresh accumulator of this task's metrics (keys: those of :attr:`higher_is_better`).
+
+        A task whose exact metrics keep memory proportional to the test set (normals' median) may
+        accept ``exact_quantiles=False`` and return a constant-memory accumulator; the engine passes
+        it only when ``train.eval_normal_median`` is ``histogram``."""
         raise NotImplementedError
 
     def update_metrics(self, accumulator: MetricAccumulator, pred: Tensor, target: Tensor) -> None:
@@ -176,7 +185,26 @@ class Task:
 
         The task names the rule rather than returning the masks because :mod:`lhl.tasks` sits
         below :mod:`lhl.losses` in the layering contract (``pyproject.toml``); HAD applies it."""
-        return self.pseudo_label(teacher), "regression"
+        return self.had_grouping_of_pseudo_label(self.pseudo_label(teacher))
+
+    def had_grouping_of_pseudo_label(self, pseudo: Tensor) -> tuple[Tensor, Literal["classification", "regression"]]:
+        """:meth:`had_grouping` computed from the pseudo-label alone (what the frozen-teacher cache
+        keeps, :mod:`lhl.engine.teacher`): for a teacher output T it must give the groups
+        ``had_grouping(T)`` gives from ``pseudo_label(T)``. Default: the pseudo-label, by value.
+
+        A task that overrides :meth:`had_grouping` with a rule that needs the raw output and does
+        not override this method is served by the teacher on every step: HAD turns the cache off
+        for it (the event log says why)."""
+        return pseudo, "regression"
+
+    @classmethod
+    def grouping_from_pseudo_label(cls) -> bool:
+        """True when :meth:`had_grouping_of_pseudo_label` reproduces :meth:`had_grouping`: the class
+        does not override ``had_grouping``, or overrides both at the same level or deeper."""
+        def owner(name: str) -> type:
+            return next(k for k in cls.__mro__ if name in vars(k))
+        grouping, from_pseudo = owner("had_grouping"), owner("had_grouping_of_pseudo_label")
+        return grouping is Task or issubclass(from_pseudo, grouping)
 
     def soft_distill_map(self, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
         """LwF's per-pixel distillation loss ``[B,H,W]`` of raw ``student`` against raw ``teacher``
@@ -192,6 +220,17 @@ class Task:
         """iCaRL's replay loss of raw ``student`` outputs against ``stored`` targets, per element
         (``[B,H,W]`` or ``[B,C,H,W]``; iCaRL averages it per sample). Default: ℓ."""
         return self.distill_map(student, stored)
+
+    # ------------------------------------------------------------------ the frozen-teacher cache
+    def compress_pseudo_label(self, pseudo: Tensor, dtype: torch.dtype) -> Tensor:
+        """A batch of pseudo-labels as the frozen-teacher cache stores them (:mod:`lhl.engine.teacher`);
+        ``dtype`` is the cache's precision for real values (``train.teacher_cache_precision``:
+        float16 or float32). Default: real values cast to ``dtype``."""
+        return pseudo.to(dtype)
+
+    def expand_pseudo_label(self, stored: Tensor) -> Tensor:
+        """Stored pseudo-labels back in the form :meth:`pseudo_label` returns. Default: float32."""
+        return stored.float()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, out_channels={self.out_channels})"

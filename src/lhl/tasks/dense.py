@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.metrics import DepthMetrics, LossMetric, MetricAccumulator, NormalMetrics, SegmentationMetrics
+from lhl.metrics import (DepthMetrics, LossMetric, MetricAccumulator, NormalHistogramMetrics, NormalMetrics,
+                         SegmentationMetrics)
 from lhl.registry import TASKS
 from lhl.tasks import resize
 from lhl.tasks.base import Task
@@ -20,6 +21,13 @@ def soft_target_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tens
     log_p = F.log_softmax(teacher / temperature, dim=1)
     log_q = F.log_softmax(student / temperature, dim=1)
     return temperature ** 2 * (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def class_index_dtype(num_classes: int) -> torch.dtype:
+    """The smallest integer dtype holding class indices 0 … ``num_classes`` − 1."""
+    if num_classes <= 256:
+        return torch.uint8
+    return torch.int16 if num_classes <= 2 ** 15 else torch.int32
 
 
 @TASKS.register("segmentation")
@@ -81,6 +89,20 @@ class SegmentationTask(Task):
 
     def had_grouping(self, teacher: Tensor) -> tuple[Tensor, Literal["classification", "regression"]]:
         return teacher, "classification"
+
+    def had_grouping_of_pseudo_label(self, pseudo: Tensor) -> tuple[Tensor, Literal["classification", "regression"]]:
+        """The teacher's argmax classes ``[B,H,W]`` as a one-hot ``[B,C,H,W]``: its argmax is the
+        pseudo-label, so the groups are those of :meth:`had_grouping` on the raw logits."""
+        return F.one_hot(pseudo.long(), self.out_channels).permute(0, 3, 1, 2).float(), "classification"
+
+    def compress_pseudo_label(self, pseudo: Tensor, dtype: torch.dtype) -> Tensor:
+        """Class indices in the smallest integer type that holds them: uint8 for up to 256
+        classes (indices 0–255), int16 up to 32768, int32 beyond (``dtype`` does not apply)."""
+        return pseudo.to(class_index_dtype(self.out_channels))
+
+    def expand_pseudo_label(self, stored: Tensor) -> Tensor:
+        """Back to int64 class indices (what ``argmax`` returns and cross-entropy takes)."""
+        return stored.long()
 
     def soft_distill_map(self, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
         """T²·KL of the temperature-softened class distributions (Hinton's soft targets)."""
@@ -214,5 +236,9 @@ class NormalTask(RegressionTask):
         round above 1, and a slightly negative ℓ makes HAD's log(ℓ + ε) NaN where S = T."""
         return (1 - (self.postprocess(student) * teacher).sum(dim=1)).clamp_min(0)
 
-    def metrics(self) -> MetricAccumulator:
-        return LossMetric() if self.metric == "loss" else NormalMetrics()
+    def metrics(self, exact_quantiles: bool = True) -> MetricAccumulator:
+        """Angle statistics (exact median from every angle, or in constant memory from a fine
+        histogram with ``exact_quantiles=False``: ``train.eval_normal_median: histogram``)."""
+        if self.metric == "loss":
+            return LossMetric()
+        return NormalMetrics() if exact_quantiles else NormalHistogramMetrics()
