@@ -7,8 +7,8 @@ one training step (forward, losses, backward, Adam step; what the phase loop doe
 * ``vanilla``      — new-task loss only (student forward on the new head);
 * ``had``          — lhl's HAD (HAD paper Sec. 4): one student pass over all heads, one teacher
                      encoder pass for all old heads (docs/deviations.md, "One teacher pass");
-* ``had-cached``   — the same with the teacher's outputs given (a teacher-output cache): only the
-                     student runs;
+* ``had-cached``   — the same served from the teacher cache (``train.teacher_cache``, filled at
+                     ``before_phase``, outside the timed region): only the student runs;
 * ``student-only`` — the floor of any all-heads distillation: student forward on all heads, the
                      new-task loss plus, per old task, the mean of the task's per-pixel
                      distillation loss ℓ_j against constant targets (the teacher's pseudo-labels,
@@ -42,9 +42,9 @@ intra-op thread every operation, the backward pass included, runs on that thread
 stay meaningful on a CPU shared with other processes (cache and memory-bandwidth contention
 remain).
 
-The cached arm substitutes the teacher's outputs, computed once outside the timed region, for
-:meth:`~lhl.methods.distillation.DistillationMethod.teacher_outputs`; that is what a teacher-output
-cache serves (the batch is the same every round, the teacher frozen).
+The cached arm is lhl's HAD given the training loader at ``before_phase``: it fills the teacher
+cache (pseudo-labels, fp32, in memory) for the phase's images and serves every step from it by
+``batch["index"]`` (docs/design.md, "Teacher cache").
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lhl.methods.had as had_method  # noqa: E402
-from had_step_time import NaiveHAD, last_phase  # noqa: E402
-from lhl.engine.hooks import StepOutput  # noqa: E402
+from had_step_time import NaiveHAD  # noqa: E402
+from torch.utils.data import DataLoader, default_collate  # noqa: E402
+
+from lhl.config import load_config  # noqa: E402
+from lhl.engine.build import build_run  # noqa: E402
+from lhl.engine.hooks import RunContext, StepOutput  # noqa: E402
 from lhl.methods.distillation import DistillationMethod  # noqa: E402
 from lhl.methods.had import HAD  # noqa: E402
 from lhl.methods.vanilla import Vanilla  # noqa: E402
@@ -141,15 +145,6 @@ class LossClock:
             self.seconds[self.arm] = self.seconds.get(self.arm, 0.0) + seconds
 
 
-class CachedHAD(HAD):
-    """HAD with the teacher's outputs given: :meth:`teacher_outputs` returns ``cache``."""
-
-    cache: dict[str, torch.Tensor] = {}
-
-    def teacher_outputs(self, ctx, images):
-        return self.cache
-
-
 class StudentOnly(DistillationMethod):
     """Student on all heads; per old task the mean of ℓ_j against constant targets (the floor)."""
 
@@ -161,15 +156,34 @@ class StudentOnly(DistillationMethod):
                 for name in ctx.old_tasks}
 
 
+def last_phase(benchmark_name: str, args):
+    """Context at the last phase of ``benchmark_name`` (model with all heads), one batch (the
+    whole dataset) and the dataset (its items carry ``index``, which the teacher cache serves)."""
+    config = load_config(preset="synthetic-nyu-demo", overrides=[
+        f"benchmark={benchmark_name}", f"model.encoder={args.encoder}", f"device={args.device}",
+        f"data.resolution=[{args.resolution[0]},{args.resolution[1]}]", f"train.batch_size={args.batch_size}",
+        f"model.head_channels={args.head_channels}", "train.teacher_cache=auto", "train.teacher_cache_storage=memory"])
+    run = build_run(config)
+    order = run.order
+    model, _ = run.build_model(order)
+    ctx = RunContext(run.config, model, run.tasks, order, run.device, lambda *a, **k: None,
+                     phase=len(order), phase_tasks=[order[-1]])
+    dataset = run.benchmark.dataset("train", range(args.batch_size), [order[-1]])
+    batch = default_collate([dataset[i] for i in range(len(dataset))])
+    return ctx, {k: v.to(run.device) for k, v in batch.items()}, dataset
+
+
 def measure(benchmark_name: str, head_channels: int, args, clock: LossClock) -> dict[str, float]:
-    ctx, batch = last_phase(benchmark_name, argparse.Namespace(**{**vars(args), "head_channels": head_channels}))
+    ctx, batch, dataset = last_phase(benchmark_name, argparse.Namespace(**{**vars(args), "head_channels": head_channels}))
     methods = {"vanilla": Vanilla(Vanilla.Options()), "had": HAD(HAD.Options()),
-               "had-cached": CachedHAD(HAD.Options()), "student-only": StudentOnly(StudentOnly.Options()),
+               "had-cached": HAD(HAD.Options()), "student-only": StudentOnly(StudentOnly.Options()),
                "authors": NaiveHAD(HAD.Options())}
-    for method in methods.values():
-        method.before_phase(ctx, None)  # the distillation arms freeze a teacher of the current model
-    teacher = methods["had"].teacher.outputs(batch["image"], ctx.old_tasks)  # outside the timed region
-    methods["had-cached"].cache = teacher
+    for name, method in methods.items():
+        # the distillation arms freeze a teacher of the current model; given the loader, the
+        # cached arm fills the teacher cache (train.teacher_cache) instead, outside the timed region
+        method.before_phase(ctx, DataLoader(dataset, batch_size=args.batch_size) if name == "had-cached" else None)
+    assert methods["had-cached"].teacher_cache is not None and methods["had"].teacher_cache is None
+    teacher = methods["had"].teacher.outputs(batch["image"], ctx.old_tasks)
     methods["student-only"].targets = {name: ctx.tasks[name].pseudo_label(teacher[name].float())
                                        for name in ctx.old_tasks}
     ctx.model.train()
