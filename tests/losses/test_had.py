@@ -12,7 +12,15 @@ import math
 import pytest
 import torch
 
-from lhl.losses.had import db_had_loss, group_masks, had_terms, sg_had_loss, sobel_magnitude
+from lhl.losses.had import (
+    db_had_loss,
+    group_masks,
+    group_masks_batched,
+    had_terms,
+    had_terms_batched,
+    sg_had_loss,
+    sobel_magnitude,
+)
 
 F64 = torch.float64
 
@@ -400,3 +408,89 @@ def test_sobel_matches_conv2d_with_the_paper_kernels(padding):
     expected = resp.square().sum(1).sqrt()
     out = sobel_magnitude(x, normalize=False, padding=padding)
     assert torch.allclose(out, expected, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# batched variants (all old tasks in one call) = the per-task functions
+# ------------------------------------------------------------------------------------------
+
+
+def _old_tasks(dtype=torch.float32, seed=11):
+    """Maps and teachers like a 10-task step: one segmentation (8 classes), a normal-like task
+    (3 channels), eight others (1 or 2 channels), plus a map of another size (its own bucket)."""
+    gen = torch.Generator().manual_seed(seed)
+    b, h, w = 3, 9, 11
+    channels = [8, 3, 1, 1, 1, 1, 1, 1, 2, 1]
+    kinds = ["classification"] + ["regression"] * 9
+    teachers = [torch.randn(b, c, h, w, generator=gen, dtype=dtype) for c in channels]
+    teachers.append(torch.randn(2, 2, 5, 7, generator=gen, dtype=dtype))
+    kinds.append("regression")
+    teachers[3][1] = 4.0  # a constant image: one group, no edges
+    maps = [torch.rand(t.shape[0], *t.shape[2:], generator=gen, dtype=dtype) for t in teachers]
+    maps[2][0, 2:5, 3:7] += 3.0  # a blob: clear edges
+    maps[4][2] = 0.5  # constant map
+    return maps, teachers, kinds
+
+
+@pytest.mark.parametrize("num_groups", [2, 5])
+def test_group_masks_batched_equals_group_masks(num_groups):
+    _, teachers, kinds = _old_tasks()
+    batched = group_masks_batched(teachers, kinds, 0.3, num_groups)
+    for t, k, g in zip(teachers, kinds, batched):
+        assert torch.equal(g, group_masks(t, k, 0.3, num_groups))
+
+
+def test_group_masks_classification_ties_and_nan_as_argmax():
+    t = torch.tensor([[[[1.0, 2.0, float("nan")]], [[1.0, 2.0, 0.0]], [[0.0, 2.0, float("nan")]]]])
+    g = group_masks(t, "classification")
+    # ties -> lowest index (0, then 0); NaN counts as the maximum, its first index (0)
+    assert g[0].long().argmax(0).tolist() == [[0, 0, 0]] == t.argmax(1)[0].tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", [
+    {},
+    {"mean": "arithmetic", "padding": "zeros"},
+    {"normalize": False, "eps": 1e-3},
+    {"use_db": False},
+    {"use_sg": False},
+])
+def test_had_terms_batched_equals_had_terms_values_and_gradients(dtype, options):
+    maps, teachers, kinds = _old_tasks(dtype)
+    edge = 0.6 if options.get("normalize", True) else 1.5
+    groups = [group_masks(t, k, 0.5) for t, k in zip(teachers, kinds)]
+    leaves = [m.clone().requires_grad_(True) for m in maps]
+    db, sg = had_terms_batched(leaves, groups, edge, **options)
+    assert db.shape == sg.shape == (len(maps),) and db.dtype == sg.dtype == dtype
+    weights = torch.linspace(0.5, 2.0, len(maps), dtype=dtype)
+    ((db + 2 * sg) * weights).sum().backward()
+    tol = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    for j, (m, g) in enumerate(zip(maps, groups)):
+        leaf = m.clone().requires_grad_(True)
+        db_j, sg_j = had_terms(leaf, g, edge, **options)
+        torch.testing.assert_close(db[j], db_j, **tol)
+        torch.testing.assert_close(sg[j], sg_j, **tol)
+        if leaf.requires_grad and (db_j.requires_grad or sg_j.requires_grad):
+            ((db_j + 2 * sg_j) * weights[j]).backward()
+            torch.testing.assert_close(leaves[j].grad, leaf.grad, **tol)
+
+
+def test_had_terms_batched_mixed_dtypes_and_errors():
+    maps, teachers, kinds = _old_tasks()
+    groups = group_masks_batched(teachers, kinds)
+    maps64 = [maps[0].double()] + maps[1:]
+    db, sg = had_terms_batched(maps64, groups, 0.5)
+    assert db.dtype == torch.float32  # float64 only when every map is
+    torch.testing.assert_close(db[0], had_terms(maps64[0], groups[0], 0.5)[0].float())
+    with pytest.raises(ValueError, match="groups\\[1\\] is required"):
+        had_terms_batched(maps[:2], [groups[0], None], 0.5)
+    with pytest.raises(ValueError, match="groups\\[0\\] shape"):
+        had_terms_batched(maps[:1], groups[-1:], 0.5)
+    with pytest.raises(ValueError, match="2 loss maps but 1"):
+        had_terms_batched(maps[:2], groups[:1], 0.5)
+    with pytest.raises(ValueError, match="at least one"):
+        had_terms_batched([], [], 0.5)
+    with pytest.raises(ValueError, match="kinds"):
+        group_masks_batched(teachers[:2], kinds[:1])
+    with pytest.raises(ValueError, match="'median'"):
+        had_terms_batched(maps[:1], None, 0.5, use_db=False, mean="median")

@@ -92,13 +92,15 @@ def check_map(x: Tensor, name: str) -> Tensor:
     return x
 
 
-def sobel_raw(x: Tensor, padding: str) -> Tensor:
+def sobel_raw(x: Tensor, padding: str, differentiable: bool = True) -> Tensor:
     """Un-normalised Sobel magnitude (eq. 8) of a float (B, H, W) map, same dtype.
 
     ``padding`` is ``"replicate"`` or ``"zeros"`` (not validated here; the public functions
     check it). Written as the separable form of the kernels (differences, then the [1, 2, 1]
     smoothing), so that a constant map gives exactly 0 rather than rounding noise. The square
-    root is guarded so that the gradient is 0 (not NaN) where the magnitude is 0.
+    root is guarded so that the gradient is 0 (not NaN) where the magnitude is 0; with
+    ``differentiable=False`` (a detached map, as SG-HAD's edge mask uses) the guard is skipped:
+    the same values (sqrt(0) = 0), three operations fewer.
     """
     x4 = x.unsqueeze(1)  # (B, 1, H, W)
     if padding == "replicate":
@@ -113,6 +115,8 @@ def sobel_raw(x: Tensor, padding: str) -> Tensor:
     dy = xp[:, :-2, :] - xp[:, 2:, :]  # (B, H, W+2)
     gv = dy[:, :, :-2] + 2 * dy[:, :, 1:-1] + dy[:, :, 2:]
     sq = gh.square() + gv.square()  # (B, H, W)
+    if not differentiable:
+        return sq.sqrt_()
     zero = sq == 0  # NaN stays NaN (it is not == 0)
     root = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
     return torch.where(zero, torch.zeros_like(sq), root)

@@ -84,7 +84,7 @@ __all__ = [
 
 def _edge_mask(loss_map: Tensor, edge_threshold: float) -> Tensor:
     """Item 2 on an already validated float (B, H, W) map."""
-    g = sobel_raw(loss_map.detach(), "zeros")
+    g = sobel_raw(loss_map.detach(), "zeros", differentiable=False)
     lo = g.amin(dim=(-2, -1), keepdim=True)
     hi = g.amax(dim=(-2, -1), keepdim=True)
     norm = (g - lo) / (hi - lo)  # literally no tolerance: a constant G gives 0/0 = NaN

@@ -32,7 +32,7 @@ from typing import Literal
 import torch.nn.functional as F
 
 from lhl.errors import ConfigError
-from lhl.losses.had import group_masks, had_terms
+from lhl.losses.had import group_masks_batched, had_terms_batched
 from lhl.losses.had_reference import reference_normal_terms, reference_regression_terms, reference_segmentation_terms
 from lhl.config.checks import check_fraction, check_nonnegative, check_positive
 from lhl.methods.distillation import DistillationMethod, OldTask
@@ -95,23 +95,36 @@ class HAD(DistillationMethod):
 
     def loss_terms(self, ctx, batch, out):
         o, pairs = self.options, self.old_tasks(ctx, batch, out)
-        weight = o.alpha / 2 if o.variant == "reference" else o.alpha / (2 * max(len(pairs), 1))
+        if not pairs:
+            return {}
+        weight = o.alpha / 2 if o.variant == "reference" else o.alpha / (2 * len(pairs))
+        if o.variant == "reference":
+            values = [self._reference(old) for old in pairs]
+        else:
+            db, sg = self._paper(pairs)
+            values = list(zip(db, sg))
         terms = {}
-        for old in pairs:
-            db, sg = self._reference(old) if o.variant == "reference" else self._paper(old)
+        for old, (db, sg) in zip(pairs, values):
             if o.use_db:
                 terms[f"db/{old.name}"] = weight * db
             if o.use_sg:
                 terms[f"sg/{old.name}"] = weight * sg
         return terms
 
-    def _paper(self, old: OldTask):
+    def _paper(self, pairs: list[OldTask]):
+        """(L_db, L_sg) of every old task, each a (J,) tensor: one batched call for all old tasks
+        (:func:`~lhl.losses.had.had_terms_batched`, equal to :func:`~lhl.losses.had.had_terms`
+        task by task)."""
         o = self.options
-        loss_map = old.task.distill_map(old.student, old.pseudo_label)  # ℓ_j, [B,H,W]
-        groups = group_masks(*old.had_grouping, o.group_threshold,
-                             o.regression_groups) if o.use_db else None
-        return had_terms(loss_map, groups, o.edge_threshold, use_db=o.use_db, use_sg=o.use_sg,
-                         mean=o.group_mean, eps=o.eps, normalize=o.normalize_sobel, padding=o.sobel_padding)
+        loss_maps = [old.task.distill_map(old.student, old.pseudo_label) for old in pairs]  # ℓ_j, [B,H,W]
+        groups = None
+        if o.use_db:
+            grouping = [old.had_grouping for old in pairs]  # raw output, or the cached pseudo-label
+            groups = group_masks_batched([g for g, _ in grouping], [k for _, k in grouping],
+                                         o.group_threshold, o.regression_groups)
+        return had_terms_batched(loss_maps, groups, o.edge_threshold, use_db=o.use_db, use_sg=o.use_sg,
+                                 mean=o.group_mean, eps=o.eps, normalize=o.normalize_sobel,
+                                 padding=o.sobel_padding)
 
     def _reference(self, old: OldTask):
         o, pseudo, rule = self.options, old.pseudo_label, old.task.had_reference_rule

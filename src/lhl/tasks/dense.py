@@ -64,7 +64,9 @@ class SegmentationTask(Task):
         return total, (target != self.ignore_index).sum()
 
     def postprocess(self, pred: Tensor) -> Tensor:
-        return pred.argmax(dim=1)
+        # = pred.argmax(dim=1) (ties: lowest index), several times faster on the CPU (PyTorch 2.x
+        # reduces a non-last dimension slowly in argmax, not in max)
+        return pred.max(dim=1).indices
 
     def distill_map(self, student: Tensor, teacher: Tensor) -> Tensor:
         return F.cross_entropy(student, teacher, reduction="none")
