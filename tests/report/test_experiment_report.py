@@ -401,3 +401,66 @@ def test_long_task_orders_get_short_file_names():
     assert section.slug.startswith("synthetic-taskonomy-segmentation-10tasks-") and len(section.slug) < 64
     section.order = ("depth", "segmentation")
     assert section.slug == "synthetic-taskonomy-depth-segmentation"
+
+
+def _with_arm(run_dir: Path, arm: str) -> Path:
+    """What lhl bench writes beside a run of an experiment arm."""
+    (run_dir / "bench-status.json").write_text(json.dumps({"state": "done", "label": run_dir.name[:-3], "arm": arm}))
+    return run_dir
+
+
+def test_arms_are_kept_apart_each_against_its_own_baseline(tmp_path):
+    """Two arms (scratch; pretrained: another model.weights) × two orders, seed 0: each arm is a
+    benchmark of its own — tables per (arm, order), Δ against the vanilla run of the same arm, and
+    the mean over orders per arm. The arm comes from bench-status.json, not the directory's name."""
+    exp = tmp_path / "exp"
+    scratch, pretrained = exp / "runs" / "scratch", exp / "runs" / "renamed"
+    for folder, arm, weights, order, vanilla, had in (
+            (scratch, "scratch", None, SEG_DEPTH, result(20, 40, 2.0), result(30, 40, 2.0)),
+            (scratch, "scratch", None, DEPTH_SEG, result(20, 40, 1.0), result(20, 40, 0.5)),
+            (pretrained, "pretrained", "w.pt", SEG_DEPTH, result(40, 50, 1.0), result(30, 50, 1.0)),
+            (pretrained, "pretrained", "w.pt", DEPTH_SEG, result(50, 50, 1.0), result(50, 50, 0.8))):
+        where = folder / "-".join(order)
+        _with_arm(write_run(where / "vanilla-s0", vanilla, "vanilla", 0, order, weights=weights), arm)
+        _with_arm(write_run(where / "had-s0", had, "had", 0, order, seconds_per_step=2.0, weights=weights), arm)
+    experiment = collect_experiment(exp)
+    assert [b.benchmark for b in experiment.benchmarks] == ["synthetic-nyu (pretrained)", "synthetic-nyu (scratch)"]
+    delta = {(t.benchmark, t.order): {r.label: r.delta.mean for r in t.rows} for t in experiment.tables}
+    # scratch: had seg ((30-20)/20, 0)/2 = 25, depth 0 -> 12.5 ; depth → seg: depth +50, seg 0 -> 25
+    # pretrained: had seg ((30-40)/40, 0)/2 = -12.5, depth 0 -> -6.25 ; depth → seg: depth +20 -> 10
+    # (against scratch's vanilla it would be 43.75 and 35)
+    assert delta[("synthetic-nyu (scratch)", tuple(SEG_DEPTH))] == {"vanilla": 0.0, "had": 12.5}
+    assert delta[("synthetic-nyu (scratch)", tuple(DEPTH_SEG))] == {"vanilla": 0.0, "had": 25.0}
+    assert delta[("synthetic-nyu (pretrained)", tuple(SEG_DEPTH))] == {"vanilla": 0.0, "had": -6.25}
+    assert delta[("synthetic-nyu (pretrained)", tuple(DEPTH_SEG))]["had"] == pytest.approx(10.0)
+    # the mean over orders per arm: scratch (12.5, 25) -> 18.75 ; pretrained (-6.25, 10) -> 1.875
+    overall = {b.benchmark: {r.label: r for r in b.overall.rows} for b in experiment.benchmarks}
+    assert overall["synthetic-nyu (scratch)"]["had"].delta.mean == pytest.approx(18.75)
+    assert overall["synthetic-nyu (pretrained)"]["had"].delta.mean == pytest.approx(1.875)
+    assert overall["synthetic-nyu (pretrained)"]["had"].train_seconds.mean == pytest.approx(40.0)  # 20 steps × 2 s
+    text = paper_table.markdown(experiment)
+    for heading in ("synthetic-nyu (scratch): segmentation → depth", "synthetic-nyu (scratch): depth → segmentation",
+                    "synthetic-nyu (pretrained): segmentation → depth",
+                    "synthetic-nyu (scratch): mean over 2 task orders",
+                    "synthetic-nyu (pretrained): mean over 2 task orders"):
+        assert f"### {heading}\n" in text
+    assert any("against the baseline of its own order, seed and arm (scratch)" in line
+               for line in _section(text, "synthetic-nyu (scratch): mean over 2 task orders"))
+    # CSV: the benchmark without the arm, an arm column
+    rows = list(csv.DictReader(paper_table.csv_text(experiment).splitlines()))
+    had = [r for r in rows if r["method"] == "had" and r["order"] == "all orders"]
+    assert [(r["benchmark"], r["arm"], round(float(r["delta_pct"]), 6)) for r in had] == [
+        ("synthetic-nyu", "pretrained", 1.875), ("synthetic-nyu", "scratch", 18.75)]
+    assert float(had[0]["train_seconds"]) == 40.0
+    # the setup lines tell the arms apart
+    assert "vanilla (pretrained): tiny, pretrained (w.pt)" in experiment.setup
+    # lhl compare: one table per (arm, order), each against its own arm's vanilla
+    table = comparison_table(load_runs(find_run_dirs(exp)))
+    assert table.count("## synthetic-nyu (scratch):") == 2 and table.count("## synthetic-nyu (pretrained):") == 2
+    pretrained_seg_depth = table.split("## synthetic-nyu (pretrained): segmentation → depth\n", 1)[1].split("##")[0]
+    assert "| had | 0 | 30 | 50 | 1 | -6.25 |" in pretrained_seg_depth
+    # without the arms, the two vanilla-s0 of an order would be one row named alike but different
+    for status in exp.rglob("bench-status.json"):
+        status.unlink()
+    with pytest.raises(ReportError, match="are both named '(had|vanilla)' but their configurations differ"):
+        collect_experiment(exp)
