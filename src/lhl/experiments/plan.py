@@ -175,6 +175,14 @@ def plan_runs(experiment: Experiment, validate: bool = True) -> list[PlannedRun]
                 load_config(**kwargs, overrides=_texts(experiment.overrides))
         except LhlError as exc:
             raise _prefixed(exc, f"{experiment.where('set')}: ") from None
+    for arm, arm_set in _arms(experiment):
+        if not arm_set:
+            continue
+        try:
+            with _notes_once(notes):
+                load_config(**kwargs, overrides=_texts(experiment.overrides) + _texts(arm_set))
+        except LhlError as exc:
+            raise _prefixed(exc, f"{experiment.where('arms')}.{arm}.set: ") from None
     if not validate and experiment.orders is None:
         raise ConfigError(f"{experiment.where('orders')}: missing; the default order is known only after "
                           "validation")
@@ -190,25 +198,20 @@ def plan_runs(experiment: Experiment, validate: bool = True) -> list[PlannedRun]
             with _notes_once(notes):
                 orders = [list(build_run(probe.load_config()).order)]
         except LhlError as exc:
-            raise _prefixed(exc, f"{experiment.where(entries[0].key)}: ") from None
+            without_arm = PlannedRun(0, entries[0], experiment.seeds[0], [], experiment.base, experiment.base_is_file,
+                                     _texts(experiment.overrides) + _texts(entries[0].overrides))
+            blamed = f"arms.{first_arm}" if first_set and _builds(without_arm) else entries[0].key
+            raise _prefixed(exc, f"{experiment.where(blamed)}: ") from None
     runs = _grid(experiment, orders)
     if not validate:
         return runs
 
-    # 3. each arm's keys, each label (first arm, order and seed), each further arm (first label, order
+    # 3. each label (first arm, order and seed), each further arm (first label, order
     #    and seed), each order (first label and arm), then every run
     first_seed, first_order = experiment.seeds[0], orders[0]
     arms = [arm for arm, _ in _arms(experiment)]
     first_arm = arms[0]
     by_key = {(r.label, r.seed, tuple(r.order), r.arm): r for r in runs}
-    for arm, arm_set in _arms(experiment):
-        if not arm_set:
-            continue
-        try:
-            with _notes_once(notes):
-                load_config(**kwargs, overrides=_texts(experiment.overrides) + _texts(arm_set))
-        except LhlError as exc:
-            raise _prefixed(exc, f"{experiment.where('arms')}.{arm}.set: ") from None
     for entry in entries:
         key = entry.key if entry.key.startswith("variants.") else f"{entry.key}: {entry.label}"
         run = by_key[(entry.label, first_seed, tuple(first_order), first_arm)]
