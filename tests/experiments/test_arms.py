@@ -20,7 +20,8 @@ ARMS = {"narrow": {}, "wide": {"set": {"model.head_channels": 16}}}
 
 
 def test_arms_are_read_and_written_back(tmp_path):
-    path = write_experiment(tmp_path / "e.yaml", methods=["vanilla"], arms={"a": None, "b": {"set": {"train": {"lr": 0.01}}}})
+    path = write_experiment(tmp_path / "e.yaml", methods=["vanilla"],
+                            arms={"a": None, "b": {"set": {"train": {"lr": 0.01}}}})
     experiment = load_experiment(path)
     assert experiment.arms == {"a": {}, "b": {"train.lr": 0.01}}
     assert experiment.to_dict()["arms"] == {"a": {}, "b": {"set": {"train.lr": 0.01}}}

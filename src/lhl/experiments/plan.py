@@ -5,7 +5,8 @@ anything starts. An experiment with ``arms`` runs that grid once per arm, into
 before the variant's.
 
 The list is ordered seed-major (all of seed 0, then seed 1, …; within a seed, arm by arm as
-written, order by order, and labels as written), so an interrupted or partly sharded experiment has complete seeds first. Run
+written, order by order, and labels as written), so an interrupted or partly sharded experiment
+has complete seeds first. Run
 *i* (0-based) belongs to shard ``I/N`` when ``i % N == I - 1``.
 """
 

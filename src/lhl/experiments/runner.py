@@ -45,11 +45,12 @@ from lhl.engine.rundir import RunDirectory
 from lhl.errors import ConfigError, Interrupted, LhlError, ReportError, RunDirectoryError
 from lhl.experiments.plan import PlannedRun, shard_slice
 from lhl.experiments.schema import Experiment
-from lhl.experiments.status import (ARM_FIELD, LOG_FILE, STATUS_FILE, is_complete, lock_held, now, read_status, run_state,
-                                    write_status)
+from lhl.experiments.status import (ARM_FIELD, LOG_FILE, STATUS_FILE, is_complete, lock_held, now, read_status,
+                                    run_state, write_status)
 
 __all__ = ["BenchResult", "run_bench", "check_run_directories", "prepare_directory", "format_run_list",
-           "format_status", "summary", "comparison", "runs_glob", "available_cores", "IN_USE", "STATUS_FILE", "read_status"]
+           "format_status", "summary", "comparison", "runs_glob", "available_cores", "IN_USE", "STATUS_FILE",
+           "read_status"]
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: The run directory lock's refusal (lhl.engine.rundir): the run is being written by another process.

@@ -3,9 +3,9 @@
 Columns: every task's metrics after the last phase (mean ± std over seeds, or over orders for the
 "mean over orders" table), Δ against the baseline (eq. 11, per seed then aggregated) and MR, then
 the costs: parameters of encoder and heads, bytes of the method's stored state (exemplars,
-bases, …), the training step time relative to the baseline and the training time of a run. The best value of each metric,
-Δ and MR column is marked (bold) among the continual-learning rows; ``joint``, trained on every
-task at once (the upper bound), is not marked.
+bases, …), the training step time relative to the baseline and the training time of a run. The
+best value of each metric, Δ and MR column is marked (bold) among the continual-learning rows;
+``joint``, trained on every task at once (the upper bound), is not marked.
 """
 
 from __future__ import annotations
