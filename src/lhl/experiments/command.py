@@ -16,7 +16,7 @@ from lhl.config import parse_override
 from lhl.errors import ConfigError, Interrupted
 from lhl.experiments.plan import parse_shard, plan_runs, shard_slice
 from lhl.experiments.runner import (check_run_directories, comparison, format_run_list, format_status,
-                                    prepare_directory, run_bench, summary)
+                                    prepare_directory, run_bench, runs_glob, summary)
 from lhl.experiments.schema import Experiment, experiment_from_options, load_experiment
 
 __all__ = ["bench", "sweep"]
@@ -48,7 +48,7 @@ def bench(experiment: str | None = None, *, preset: str | None = None, config: s
         return 0
     if out_dir is None:
         raise ConfigError("--out DIR is required: the experiment directory the runs go to "
-                          "(DIR/runs/<order>/<label>-s<seed>)")
+                          "(DIR/runs/[<arm>/]<order>/<label>-s<seed>)")
     check_run_directories(runs, out_dir)
     prepare_directory(exp, out_dir, experiment or "the command line")
     result = run_bench(runs, out_dir, jobs=jobs, shard=shard_range, echo=echo)
@@ -56,7 +56,7 @@ def bench(experiment: str | None = None, *, preset: str | None = None, config: s
     if result.interrupted is None:
         table = comparison(runs, out_dir, exp.default_baseline())
         if table is not None:
-            echo(f"\nlhl compare {out_dir}/runs/*/* --baseline {exp.default_baseline()}:\n\n{table}")
+            echo(f"\nlhl compare {out_dir}/{runs_glob(runs)} --baseline {exp.default_baseline()}:\n\n{table}")
     if result.interrupted is not None:
         name = signal.Signals(result.interrupted).name
         raise Interrupted(f"{name} received: the bench stopped its runs at a safe point; rerun the same lhl bench "

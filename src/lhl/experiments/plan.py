@@ -1,9 +1,12 @@
 """The run list of an experiment: every (method or variant × order × seed), each with its run
 directory ``runs/<order-id>/<label>-s<seed>`` and the configuration it runs, validated before
-anything starts.
+anything starts. An experiment with ``arms`` runs that grid once per arm, into
+``runs/<arm>/<order-id>/<label>-s<seed>``, the arm's ``set`` applied after the experiment's and
+before the variant's.
 
-The list is ordered seed-major (all of seed 0, then seed 1, …; within a seed, order by order, and
-labels as written), so an interrupted or partly sharded experiment has complete seeds first. Run
+The list is ordered seed-major (all of seed 0, then seed 1, …; within a seed, arm by arm as
+written, order by order, and labels as written), so an interrupted or partly sharded experiment
+has complete seeds first. Run
 *i* (0-based) belongs to shard ``I/N`` when ``i % N == I - 1``.
 """
 
@@ -53,6 +56,7 @@ class PlannedRun:
     base_is_file: bool
     overrides: list[str]  # "key=value" texts, as ``lhl run --set`` takes them
     config: RunConfig | None = field(default=None, repr=False)  # resolved by build_run (validated plans)
+    arm: str | None = None  # the experiment's arm (None: an experiment without arms)
 
     @property
     def label(self) -> str:
@@ -73,6 +77,8 @@ class PlannedRun:
     @property
     def rel_dir(self) -> str:
         """The run directory, relative to the experiment directory."""
+        if self.arm is not None:
+            return f"runs/{self.arm}/{self.order_id}/{self.name}"
         return f"runs/{self.order_id}/{self.name}"
 
     def load_config(self) -> RunConfig:
@@ -89,22 +95,29 @@ class PlannedRun:
         return args
 
     def describe(self) -> str:
-        return f"{self.label} seed {self.seed} order {self.order_id}"
+        arm = f" arm {self.arm}" if self.arm is not None else ""
+        return f"{self.label} seed {self.seed} order {self.order_id}{arm}"
 
 
 def _texts(overrides: dict[str, Any]) -> list[str]:
     return [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
 
 
+def _arms(experiment: Experiment) -> list[tuple[str | None, dict[str, Any]]]:
+    """``[(arm, its set)]``; ``[(None, {})]`` for an experiment without arms."""
+    return list(experiment.arms.items()) if experiment.arms is not None else [(None, {})]
+
+
 def _grid(experiment: Experiment, orders: list[list[str]]) -> list[PlannedRun]:
     runs = []
     for seed in experiment.seeds:
-        for order in orders:
-            for entry in experiment.entries():
-                texts = (_texts(experiment.overrides) + _texts(entry.overrides)
-                         + [f"seed={seed}", f"tasks={yaml_value(list(order))}"])
-                runs.append(PlannedRun(len(runs), entry, seed, list(order), experiment.base, experiment.base_is_file,
-                                       texts))
+        for arm, arm_set in _arms(experiment):
+            for order in orders:
+                for entry in experiment.entries():
+                    texts = (_texts(experiment.overrides) + _texts(arm_set) + _texts(entry.overrides)
+                             + [f"seed={seed}", f"tasks={yaml_value(list(order))}"])
+                    runs.append(PlannedRun(len(runs), entry, seed, list(order), experiment.base,
+                                           experiment.base_is_file, texts, arm=arm))
     return runs
 
 
@@ -163,6 +176,14 @@ def plan_runs(experiment: Experiment, validate: bool = True) -> list[PlannedRun]
                 load_config(**kwargs, overrides=_texts(experiment.overrides))
         except LhlError as exc:
             raise _prefixed(exc, f"{experiment.where('set')}: ") from None
+    for arm, arm_set in _arms(experiment):
+        if not arm_set:
+            continue
+        try:
+            with _notes_once(notes):
+                load_config(**kwargs, overrides=_texts(experiment.overrides) + _texts(arm_set))
+        except LhlError as exc:
+            raise _prefixed(exc, f"{experiment.where('arms')}.{arm}.set: ") from None
     if not validate and experiment.orders is None:
         raise ConfigError(f"{experiment.where('orders')}: missing; the default order is known only after "
                           "validation")
@@ -170,35 +191,51 @@ def plan_runs(experiment: Experiment, validate: bool = True) -> list[PlannedRun]
     # 2. the orders: given, or the base configuration's (its tasks or the benchmark's default)
     orders = experiment.orders
     if orders is None:
+        first_arm, first_set = _arms(experiment)[0]
         probe = PlannedRun(0, entries[0], experiment.seeds[0], [], experiment.base, experiment.base_is_file,
-                           _texts(experiment.overrides) + _texts(entries[0].overrides))
+                           _texts(experiment.overrides) + _texts(first_set) + _texts(entries[0].overrides),
+                           arm=first_arm)
         try:
             with _notes_once(notes):
                 orders = [list(build_run(probe.load_config()).order)]
         except LhlError as exc:
-            raise _prefixed(exc, f"{experiment.where(entries[0].key)}: ") from None
+            without_arm = PlannedRun(0, entries[0], experiment.seeds[0], [], experiment.base, experiment.base_is_file,
+                                     _texts(experiment.overrides) + _texts(entries[0].overrides))
+            blamed = f"arms.{first_arm}" if first_set and _builds(without_arm) else entries[0].key
+            raise _prefixed(exc, f"{experiment.where(blamed)}: ") from None
     runs = _grid(experiment, orders)
     if not validate:
         return runs
 
-    # 3. each label (first order and seed), each order (first label), then every run
+    # 3. each label (first arm, order and seed), each further arm (first label, order
+    #    and seed), each order (first label and arm), then every run
     first_seed, first_order = experiment.seeds[0], orders[0]
-    by_key = {(r.label, r.seed, tuple(r.order)): r for r in runs}
+    arms = [arm for arm, _ in _arms(experiment)]
+    first_arm = arms[0]
+    by_key = {(r.label, r.seed, tuple(r.order), r.arm): r for r in runs}
     for entry in entries:
         key = entry.key if entry.key.startswith("variants.") else f"{entry.key}: {entry.label}"
-        run = by_key[(entry.label, first_seed, tuple(first_order))]
+        run = by_key[(entry.label, first_seed, tuple(first_order), first_arm)]
         try:
             check([run], key)
         except LhlError:
-            # blame the first order instead when the label is fine with the base configuration's order
+            # blame the first arm when the label is fine without it, or the first order when the
+            # label is fine with the base configuration's order
+            without_arm = PlannedRun(0, entry, first_seed, list(first_order), experiment.base,
+                                     experiment.base_is_file, _texts(experiment.overrides) + _texts(entry.overrides)
+                                     + run.overrides[-2:])
+            if experiment.arms is not None and experiment.arms[first_arm] and _builds(without_arm):
+                check([run], f"arms.{first_arm}")
             default = PlannedRun(0, entry, first_seed, [], experiment.base, experiment.base_is_file,
                                  [t for t in run.overrides if not t.startswith("tasks=")])
             if experiment.orders is None or not _builds(default):
                 raise
             check([run], "orders[0]")
+    for arm in arms[1:]:
+        check([by_key[(entries[0].label, first_seed, tuple(first_order), arm)]], f"arms.{arm}")
     if experiment.orders is not None:
         for i, order in enumerate(orders):
-            check([by_key[(entries[0].label, first_seed, tuple(order))]], f"orders[{i}]")
+            check([by_key[(entries[0].label, first_seed, tuple(order), first_arm)]], f"orders[{i}]")
     for run in runs:
         run.config = check([run], f"{run.entry.key} ({run.describe()})")[0]
 
@@ -208,6 +245,9 @@ def plan_runs(experiment: Experiment, validate: bool = True) -> list[PlannedRun]
         identity = yaml.safe_dump(run.config.to_dict(), sort_keys=True)
         other = seen.setdefault(identity, run)
         if other is not run:
+            if other.arm != run.arm and other.label == run.label:
+                raise ConfigError(f"{experiment.where('arms')}.{run.arm}: gives the same configuration as the arm "
+                                  f"{other.arm} ({run.describe()}); every arm must differ in some setting")
             raise ConfigError(f"{experiment.where(run.entry.key)}: gives the same configuration as "
                               f"{other.entry.key} ({other.label}); every label must differ in some setting")
     return runs

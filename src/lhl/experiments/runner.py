@@ -4,7 +4,9 @@ Layout of the experiment directory ``DIR``::
 
     DIR/experiment.yaml                            the resolved experiment (a valid experiment file)
     DIR/runs/<order-id>/<label>-s<seed>/           one lhl run directory per run, plus
-        bench-status.json                          running / done / failed (+ error), host, pid, times
+        bench-status.json                          running / done / failed (+ error), host, pid, times,
+                                                   the run's label, seed, order (and arm)
+    DIR/runs/<arm>/<order-id>/<label>-s<seed>/     the same, for an experiment with ``arms``
         bench.log                                  the output of the worker process (--jobs > 1)
 
 Every run's configuration is validated before anything starts, and a run directory that holds a
@@ -43,11 +45,12 @@ from lhl.engine.rundir import RunDirectory
 from lhl.errors import ConfigError, Interrupted, LhlError, ReportError, RunDirectoryError
 from lhl.experiments.plan import PlannedRun, shard_slice
 from lhl.experiments.schema import Experiment
-from lhl.experiments.status import (LOG_FILE, STATUS_FILE, is_complete, lock_held, now, read_status, run_state,
-                                    write_status)
+from lhl.experiments.status import (ARM_FIELD, LOG_FILE, STATUS_FILE, is_complete, lock_held, now, read_status,
+                                    run_state, write_status)
 
 __all__ = ["BenchResult", "run_bench", "check_run_directories", "prepare_directory", "format_run_list",
-           "format_status", "summary", "comparison", "available_cores", "IN_USE", "STATUS_FILE", "read_status"]
+           "format_status", "summary", "comparison", "runs_glob", "available_cores", "IN_USE", "STATUS_FILE",
+           "read_status"]
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: The run directory lock's refusal (lhl.engine.rundir): the run is being written by another process.
@@ -120,13 +123,16 @@ def prepare_directory(experiment: Experiment, out: Path, source: str) -> None:
 
 # ----------------------------------------------------------------------------- listing and status
 def format_run_list(runs: list[PlannedRun], out: Path | None) -> str:
-    """One line per run: index, label, order, seed, run directory."""
-    rows = [("#", "label", "order", "seed", "run directory")]
+    """One line per run: index, (arm,) label, order, seed, run directory."""
+    arms = any(run.arm is not None for run in runs)
+    rows = [("#", *(("arm",) if arms else ()), "label", "order", "seed", "run directory")]
     for run in runs:
         where = str(out / run.rel_dir) if out is not None else run.rel_dir
-        rows.append((str(run.index), run.label, run.order_id, str(run.seed), where))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+        rows.append((str(run.index), *((run.arm or "",) if arms else ()), run.label, run.order_id, str(run.seed),
+                     where))
+    n = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:n], widths)) + "  " + r[n] for r in rows)
 
 
 def format_status(runs: list[PlannedRun], out: Path) -> tuple[str, dict[str, int]]:
@@ -142,7 +148,7 @@ def format_status(runs: list[PlannedRun], out: Path) -> tuple[str, dict[str, int
         lines.append(f"{name}:")
         for run, state in listed:
             detail = f": {state.detail}" if state.detail else ""
-            lines.append(f"  [{run.index}] {run.label} seed {run.seed} order {run.order_id} ({run.rel_dir}){detail}")
+            lines.append(f"  [{run.index}] {run.describe()} ({run.rel_dir}){detail}")
     return "\n".join(lines), counts
 
 
@@ -192,7 +198,8 @@ def _report(echo, position: int, total: int, outcome: Outcome) -> None:
     text = {"done": f"done ({outcome.seconds:.1f} s)", "failed": f"FAILED: {outcome.error}",
             "elsewhere": "running elsewhere, left to that process",
             "interrupted": "interrupted (resumed by the next lhl bench)"}[outcome.state]
-    echo(f"[{position}/{total}] {run.label} seed {run.seed} {run.order_id}: {text}")
+    arm = f" [{run.arm}]" if run.arm is not None else ""
+    echo(f"[{position}/{total}] {run.label} seed {run.seed} {run.order_id}{arm}: {text}")
 
 
 def _start(run: PlannedRun, out: Path) -> Path | None:
@@ -201,15 +208,23 @@ def _start(run: PlannedRun, out: Path) -> Path | None:
     if is_complete(run_dir) or lock_held(run_dir):
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "running", started=now(), label=run.label, seed=run.seed, order=run.order)
+    write_status(run_dir, "running", started=now(), **_identity(run))
     return run_dir
+
+
+def _identity(run: PlannedRun) -> dict:
+    """What ``bench-status.json`` records of the run; ``arm`` is what ``lhl report`` and ``lhl
+    compare`` read to keep the arms of an experiment apart (lhl.report.compare)."""
+    fields = {"label": run.label, "seed": run.seed, "order": run.order}
+    if run.arm is not None:
+        fields[ARM_FIELD] = run.arm
+    return fields
 
 
 def _finish(run_dir: Path, outcome: Outcome) -> None:
     if outcome.state == "elsewhere":
         return  # the other process records its own outcome
-    fields = {"label": outcome.run.label, "seed": outcome.run.seed, "order": outcome.run.order,
-              "seconds": round(outcome.seconds, 1), "finished": now()}
+    fields = {**_identity(outcome.run), "seconds": round(outcome.seconds, 1), "finished": now()}
     if outcome.state == "failed":
         fields.update(error=outcome.error, exit_code=outcome.exit_code)
     write_status(run_dir, outcome.state, **fields)
@@ -426,8 +441,8 @@ def summary(result: BenchResult, runs: list[PlannedRun], out: Path) -> str:
              f"{len(failed)} failed, {len(result.of('elsewhere'))} running elsewhere, "
              f"{len(result.of('interrupted'))} interrupted"]
     for outcome in failed:
-        lines.append(f"  FAILED [{outcome.run.index}] {outcome.run.label} seed {outcome.run.seed} "
-                     f"{outcome.run.order_id} ({out / outcome.run.rel_dir}): {outcome.error}")
+        lines.append(f"  FAILED [{outcome.run.index}] {outcome.run.describe()} ({out / outcome.run.rel_dir}): "
+                     f"{outcome.error}")
     remaining = [r for r in runs if not is_complete(out / r.rel_dir)]
     if remaining:
         lines.append(f"lhl bench: {len(runs) - len(remaining)} of {len(runs)} runs of the experiment are complete; "
@@ -445,5 +460,10 @@ def comparison(runs: list[PlannedRun], out: Path, baseline: str) -> str | None:
     try:
         return comparison_table(load_runs([out / r.rel_dir for r in runs]), baseline)
     except ReportError as exc:
-        return f"lhl: note: lhl compare {shlex.quote(str(out))}/runs/*/* fails: {_one_line(exc)}"
+        return f"lhl: note: lhl compare {shlex.quote(str(out))}/{runs_glob(runs)} fails: {_one_line(exc)}"
+
+
+def runs_glob(runs: list[PlannedRun]) -> str:
+    """``runs/*/*`` (``runs/*/*/*`` with arms): the run directories of an experiment, for a shell."""
+    return "runs/*/*/*" if any(r.arm is not None for r in runs) else "runs/*/*"
 

@@ -12,6 +12,13 @@ and the task orders — the grid one comparison of the paper (or of docs/results
       - [segmentation, depth, normal]
       - [normal, depth, segmentation]
     baseline: vanilla                 # optional: the row Δ is measured against in the final table
+    arms:                             # optional: run the whole grid once per arm (runs/<arm>/...)
+      scratch: {}
+      pretrained: {set: {model.weights: synthetic-pretrained}}
+
+An arm's ``set`` is applied after the experiment's ``set`` and before a variant's; the report
+(``lhl report``) and ``lhl compare`` keep arms apart (Δ of a row against the baseline of its own
+arm; ``lhl bench`` records each run's arm in its ``bench-status.json``).
 
 Reading is strict, like configuration files: an unknown key, a value of the wrong type, a
 duplicate method, variant, seed or order (or a key written twice in one mapping) is a
@@ -34,18 +41,19 @@ from lhl.errors import ConfigError
 __all__ = ["Experiment", "Entry", "load_experiment", "experiment_from_options", "experiment_from_mapping",
            "EXPERIMENT_KEYS"]
 
-EXPERIMENT_KEYS = ("base", "set", "methods", "variants", "seeds", "orders", "baseline")
+EXPERIMENT_KEYS = ("base", "set", "methods", "variants", "seeds", "orders", "baseline", "arms")
 VARIANT_KEYS = ("method", "set")
+ARM_KEYS = ("set",)
 #: Config keys an experiment's ``set`` may not hold: the grid sets them itself.
 GRID_KEYS = {"seed": "seeds", "tasks": "orders", "method.name": "methods or a variant's method"}
 
-# Labels and task names become directory names (runs/<order-id>/<label>-s<seed>).
+# Labels, arm and task names become directory names (runs/[<arm>/]<order-id>/<label>-s<seed>).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _NAME_RULE = "letters, digits and . _ + - (not starting with a punctuation mark)"
 
 #: How the command-line form names each experiment key in its messages.
 CLI_KEYS = {"base": "--preset/--config", "set": "--set", "methods": "--methods", "seeds": "--seeds",
-            "orders": "--orders", "baseline": "--baseline", "variants": "variants"}
+            "orders": "--orders", "baseline": "--baseline", "variants": "variants", "arms": "arms"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class Experiment:
     orders: list[list[str]] | None = None  # None: the base configuration's order
     baseline: str | None = None
     keys: dict[str, str] = field(default_factory=lambda: {k: k for k in CLI_KEYS})
+    #: arm name -> its ``set`` (dotted keys); None: no arms (the grid runs once, runs/<order-id>/...).
+    arms: dict[str, dict[str, Any]] | None = None
 
     def entries(self) -> list[Entry]:
         """Methods first (as listed), then variants (as written)."""
@@ -107,6 +117,8 @@ class Experiment:
             tree["orders"] = [list(o) for o in self.orders]
         if self.baseline is not None:
             tree["baseline"] = self.baseline
+        if self.arms is not None:
+            tree["arms"] = {name: ({"set": dict(sets)} if sets else {}) for name, sets in self.arms.items()}
         return tree
 
     def to_yaml(self) -> str:
@@ -166,8 +178,9 @@ def experiment_from_mapping(tree: Any, source: str, folder: Path, keys: dict[str
         if not isinstance(baseline, str) or baseline not in labels:
             raise fail("baseline", f"invalid value {baseline!r}; expected one of the experiment's labels or "
                        f"methods: {', '.join(dict.fromkeys(labels))}")
+    arms = _arms(tree["arms"], fail) if tree.get("arms", None) is not None else None
     return Experiment(source=source, base=base, base_is_file=base_is_file, overrides=overrides, methods=methods,
-                      variants=variants, seeds=seeds, orders=orders, baseline=baseline, keys=keys)
+                      variants=variants, seeds=seeds, orders=orders, baseline=baseline, keys=keys, arms=arms)
 
 
 def experiment_from_options(preset: str | None = None, config: str | None = None, methods: str | None = None,
@@ -297,6 +310,27 @@ def _variants(value: Any, fail) -> dict[str, dict[str, Any]]:
             raise fail(f"{key}.method", "missing or invalid; a variant names its method, e.g. method: had"
                        if method is None else f"invalid value {method!r}; expected a method name")
         out[name] = {"method": method, "set": _overrides(spec.get("set"), f"{key}.set", fail)}
+    return out
+
+
+def _arms(value: Any, fail) -> dict[str, dict[str, Any]]:
+    """``arms``: a non-empty mapping name -> ``{set: {...}}`` (``{}`` or nothing: the experiment as is)."""
+    if not isinstance(value, dict) or not value:
+        raise fail("arms", f"invalid value {value!r}; expected a mapping name -> {{set: {{key: value}}}}, e.g. "
+                   "{scratch: {}, pretrained: {set: {model.weights: FILE}}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise fail("arms", f"invalid arm name {name!r}; expected {_NAME_RULE}")
+        key = f"arms.{name}"
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise fail(key, f"invalid value {spec!r}; expected {{}} or {{set: {{key: value}}}}")
+        unknown = [k for k in spec if k not in ARM_KEYS]
+        if unknown:
+            raise fail(key, f"unknown key {unknown[0]!r}; allowed keys: {', '.join(ARM_KEYS)}")
+        out[name] = _overrides(spec.get("set"), f"{key}.set", fail)
     return out
 
 

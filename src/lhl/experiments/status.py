@@ -22,10 +22,13 @@ from typing import Any
 
 from lhl.engine.checkpoint import write_json
 
-__all__ = ["STATUS_FILE", "RunState", "is_complete", "read_status", "write_status", "lock_held", "run_state",
-           "completed_phases"]
+__all__ = ["STATUS_FILE", "ARM_FIELD", "RunState", "is_complete", "read_status", "write_status", "lock_held",
+           "run_state", "completed_phases"]
 
 STATUS_FILE = "bench-status.json"
+#: The key of ``bench-status.json`` naming the run's arm (experiments with ``arms``; read by
+#: lhl.report.compare, which keeps arms apart).
+ARM_FIELD = "arm"
 LOG_FILE = "bench.log"
 
 

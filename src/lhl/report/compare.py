@@ -5,7 +5,10 @@ A run is a directory written by ``lhl run``; its identity comes from its ``confi
 ``performance.json``, never from the directory's name:
 
 * **sections** — runs of different benchmarks or task orders are never pooled: there is one table
-  per ``(benchmark, task order)``, each with its own baseline;
+  per ``(benchmark, task order)``, each with its own baseline; runs of an experiment with ``arms``
+  (``lhl bench`` records each run's arm in its ``bench-status.json``) are kept apart too: one table
+  per ``(benchmark, arm, task order)``, headed ``<benchmark> (<arm>): <order>``, each with the
+  baseline of its own arm;
 * **groups** — within a section, the runs whose configurations are identical except ``seed`` and
   the keys that do not change results (:data:`IGNORED_KEYS`) form one row. A row is labelled by
   its method name; when several rows of a table share a method name, the keys that tell them apart
@@ -57,6 +60,9 @@ SEED_SUFFIX = re.compile(r"^(?P<label>.+)-s(?P<seed>\d+)$")
 #: runs differing only in these (and in ``seed``) belong to one row.
 IGNORED_KEYS: tuple[str, ...] = tuple(RESUME_TOLERATED) + ("logging",)
 
+#: The file (written by ``lhl bench``, lhl.experiments.status) and key naming a run's arm.
+STATUS_FILE, ARM_FIELD = "bench-status.json", "arm"
+
 #: Keys ``config.yaml`` must have.
 CONFIG_KEYS = ("benchmark", "tasks", "seed", "method")
 
@@ -81,6 +87,13 @@ class Run:
     name_label: str | None = None
     #: Flattened configuration without ``seed`` and :data:`IGNORED_KEYS` (``tasks`` resolved).
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The experiment arm the run belongs to (``bench-status.json``'s ``arm``), None outside arms.
+    arm: str | None = None
+
+    @property
+    def section_name(self) -> str:
+        """``synthetic-nyu`` or, for a run of an arm, ``synthetic-nyu (pretrained)``."""
+        return self.benchmark if self.arm is None else f"{self.benchmark} ({self.arm})"
 
     @property
     def identity(self) -> str:
@@ -203,7 +216,19 @@ def load_run(path: str | Path) -> Run:
     name_label = match["label"] if match and int(match["seed"]) == config["seed"] else None
     return Run(path=run_dir, config=config, performance=performance, seed=config["seed"],
                method=config["method"]["name"], benchmark=config["benchmark"], order=order,
-               final=final, directions=directions, name_label=name_label, settings=settings)
+               final=final, directions=directions, name_label=name_label, settings=settings,
+               arm=read_arm(run_dir))
+
+
+def read_arm(run_dir: Path) -> str | None:
+    """The run's arm as ``lhl bench`` recorded it in ``bench-status.json`` (None: no file, no arm, or
+    a file that cannot be read — the status file is a convenience, never an error)."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    arm = record.get(ARM_FIELD) if isinstance(record, dict) else None
+    return arm if isinstance(arm, str) and arm else None
 
 
 def _ignored(key: str) -> bool:
@@ -280,7 +305,7 @@ def _check_inputs(runs: Sequence[Run]) -> None:
 def _sections(runs: Sequence[Run]) -> dict[tuple[str, tuple[str, ...]], list[Run]]:
     sections: dict[tuple[str, tuple[str, ...]], list[Run]] = {}
     for run in runs:
-        sections.setdefault((run.benchmark, run.order), []).append(run)
+        sections.setdefault((run.section_name, run.order), []).append(run)
     return sections
 
 
@@ -469,7 +494,7 @@ def _section_table(benchmark: str, order: tuple[str, ...], runs: list[Run], grou
 
 
 def comparison_table(runs: Sequence[Run], baseline: str = "vanilla") -> str:
-    """Markdown: per ``(benchmark, task order)`` a heading and a table — one row per group of runs,
+    """Markdown: per ``(benchmark, task order)`` (and arm) a heading and a table — one row per group of runs,
     final metrics (mean over seeds), Δ vs ``baseline`` (eq. 11, per seed, mean ± std) and MR —
     followed by notes on seeds without a baseline and undefined values.
 
@@ -503,7 +528,8 @@ Group = _Group
 
 
 def grouped_sections(runs: Sequence[Run]) -> dict[tuple[str, tuple[str, ...]], list[_Group]]:
-    """The rows :func:`comparison_table` builds: per ``(benchmark, task order)``, the groups of runs
+    """The rows :func:`comparison_table` builds: per ``(benchmark, task order)`` — the benchmark
+    named ``<benchmark> (<arm>)`` for the runs of an experiment arm — the groups of runs
     (one per configuration, seeds pooled, labelled as in the table).
 
     Raises:

@@ -13,6 +13,9 @@ Statistics (the paper's protocol; docs/deviations.md, "Metrics"):
   (:mod:`lhl.metrics.summary`), with a note.
 * **over orders** (per benchmark, when it has several orders): every cell is the mean over the
   orders of the per-order value (Δ and MR per order first, then averaged), ± the std over orders.
+* **arms** (an experiment file's ``arms``, e.g. from scratch and pretrained): the runs of each arm
+  are a benchmark of their own, ``<benchmark> (<arm>)`` — its own per-order tables, each row's Δ
+  and MR against the baseline of the same arm, and its own mean over orders.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class RunRecord:
     params: int | None = None
     #: Bytes of every tensor of the method's state in the last checkpoint (exemplars, bases, …).
     state_bytes: int | None = None
-    #: Training time (``phase_start`` → last ``epoch_end`` of each phase, summed) and steps.
+    #: Training time (``phase_start`` → last ``epoch_end`` of each phase, summed: the run's training
+    #: time, evaluation and checkpoints excluded) and steps.
     train_seconds: float | None = None
     steps: int | None = None
     #: ``{phase: [epoch_end events]}`` of the attempts whose results were kept.
@@ -140,6 +144,8 @@ class TableRow:
     step_seconds: Stat
     step_rel: Stat
     setup: str
+    #: Training time of a run (seconds; per-order row: over seeds; over orders: of the per-order means).
+    train_seconds: Stat = field(default_factory=Stat)
     #: Orders the row's values come from (one for a per-order row).
     orders: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -158,6 +164,15 @@ class Table:
     notes: list[str] = field(default_factory=list)
     #: Columns with a zero baseline value in some seed (marked †).
     zero_columns: set[tuple[str, str]] = field(default_factory=set)
+    #: The experiment arm of the table's runs (``benchmark`` is then ``<benchmark> (<arm>)``).
+    arm: str | None = None
+
+    @property
+    def benchmark_name(self) -> str:
+        """The benchmark without the arm."""
+        suffix = f" ({self.arm})"
+        return self.benchmark[: -len(suffix)] if self.arm is not None and self.benchmark.endswith(suffix) \
+            else self.benchmark
 
     @property
     def over(self) -> str:
@@ -500,9 +515,10 @@ def _section(benchmark: str, order: tuple[str, ...], groups: list[Group], record
             delta=deltas[group.label], rank=ranks[group.label],
             params=stat(r.params for r in own.values()), state_bytes=stat(r.state_bytes for r in own.values()),
             step_seconds=stat(r.step_seconds for r in own.values()), step_rel=step_rel[group.label],
-            setup="; ".join(setups), orders=[order]))
+            setup="; ".join(setups), orders=[order], train_seconds=stat(r.train_seconds for r in own.values())))
     table = Table(benchmark=benchmark, order=order, orders=[order], columns=columns, directions=directions,
-                  rows=rows, baseline_label=base_label, notes=notes, zero_columns=set(undefined_zero))
+                  rows=rows, baseline_label=base_label, notes=notes, zero_columns=set(undefined_zero),
+                  arm=groups[0].first.arm if groups else None)
 
     # per phase: main-metric curves, Δ and MR against the baseline's same phase
     total = len(order)
@@ -588,8 +604,10 @@ def _overall(benchmark: str, sections: Sequence[Section]) -> Table:
         for row in s.table.rows:
             labels.setdefault(row.label, []).append((s, row))
     baseline_labels = list(dict.fromkeys(s.table.baseline_label for s in sections))
+    arm = sections[0].table.arm if sections else None
+    own = f", seed and arm ({arm})" if arm is not None else " and seed"
     notes = [f"Each cell is the mean over the task orders of the per-order value (Δ, MR and step time per "
-             f"order first, each against the baseline of its own order and seed); ± is the standard deviation "
+             f"order first, each against the baseline of its own order{own}); ± is the standard deviation "
              f"over the orders"]
     if len(baseline_labels) > 1:
         notes.append(f"the baseline row differs between orders: {', '.join(baseline_labels)}")
@@ -610,7 +628,7 @@ def _overall(benchmark: str, sections: Sequence[Section]) -> Table:
             step_seconds=stat(row.step_seconds.mean for _, row in entries),
             step_rel=stat(row.step_rel.mean for _, row in entries),
             setup="; ".join(dict.fromkeys(row.setup for _, row in entries)),
-            orders=[s.order for s, _ in entries]))
+            orders=[s.order for s, _ in entries], train_seconds=stat(row.train_seconds.mean for _, row in entries)))
     mr_sets = {tuple(r.label for r in s.table.rows if r.rank.n) for s in sections}
     if len(mr_sets) > 1:
         notes.append("the orders rank different sets of rows: MR is averaged over orders whose tables differ")
@@ -619,7 +637,8 @@ def _overall(benchmark: str, sections: Sequence[Section]) -> Table:
         notes.append(f"{MARK} a zero baseline value in some order leaves these metrics out of that order's Δ and "
                      f"MR: {', '.join(f'{t}/{m}' for t, m in columns if (t, m) in zero)} (see the per-order notes)")
     return Table(benchmark=benchmark, order=None, orders=orders, columns=columns, directions=directions,
-                 rows=rows, baseline_label=" / ".join(baseline_labels), notes=notes, zero_columns=zero)
+                 rows=rows, baseline_label=" / ".join(baseline_labels), notes=notes, zero_columns=zero,
+                 arm=sections[0].table.arm if sections else None)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -669,7 +688,8 @@ def collect_experiment(root: str | Path, baseline: str = "vanilla") -> Experimen
     if len(setups) == 1:
         setup = [setups[0]]
     else:
-        setup = list(dict.fromkeys(f"{row.label}: {row.setup}" for s in (x for b in benchmarks for x in b.sections)
-                                   for row in s.table.rows))
+        setup = list(dict.fromkeys(
+            f"{row.label}{f' ({s.table.arm})' if s.table.arm is not None else ''}: {row.setup}"
+            for s in (x for b in benchmarks for x in b.sections) for row in s.table.rows))
     return Experiment(root=root, baseline=baseline, benchmarks=benchmarks, records=records, skipped=skipped,
                       setup=setup)

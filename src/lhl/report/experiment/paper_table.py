@@ -3,9 +3,9 @@
 Columns: every task's metrics after the last phase (mean ± std over seeds, or over orders for the
 "mean over orders" table), Δ against the baseline (eq. 11, per seed then aggregated) and MR, then
 the costs: parameters of encoder and heads, bytes of the method's stored state (exemplars,
-bases, …) and the training step time relative to the baseline. The best value of each metric,
-Δ and MR column is marked (bold) among the continual-learning rows; ``joint``, trained on every
-task at once (the upper bound), is not marked.
+bases, …), the training step time relative to the baseline and the training time of a run. The
+best value of each metric, Δ and MR column is marked (bold) among the continual-learning rows;
+``joint``, trained on every task at once (the upper bound), is not marked.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ CAPTION = (
     "params: parameters of encoder and heads in the final checkpoint (buffers excluded); stored: bytes of "
     "every tensor of the method's state in the final checkpoint (exemplars, bases, Fisher/importances, "
     "sampler state); step: training time per step (phase start to last epoch end, over all phases) "
-    "relative to the baseline run of the same seed. Bold: best per column, joint (the upper bound) excluded."
+    "relative to the baseline run of the same seed; time: training time of a run (the same span, summed over "
+    "phases; evaluation and checkpoints excluded), mean over seeds. Bold: best per column, joint (the upper "
+    "bound) excluded."
 )
 
 
@@ -86,6 +88,17 @@ def _bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
+def duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``1.2 h``; ``n/a`` for NaN."""
+    if math.isnan(seconds):
+        return NA
+    if seconds < 100:
+        return f"{seconds:.3g} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
 def _ratio(s: Stat, sep: str = " ± ") -> str:
     if s.n == 0:
         return NA
@@ -124,7 +137,7 @@ def header_cells(table: Table) -> list[str]:
     cells = ["method", "seeds"]
     cells += [f"{t}/{m} {ARROW[table.directions[t][m]]}" + (f" {MARK}" if (t, m) in table.zero_columns else "")
               for t, m in table.columns]
-    cells += [f"Δ vs {table.baseline_label} %", "MR", "params", "stored", f"step vs {table.baseline_label}"]
+    cells += [f"Δ vs {table.baseline_label} %", "MR", "params", "stored", f"step vs {table.baseline_label}", "time"]
     return cells
 
 
@@ -140,7 +153,8 @@ def row_cells(table: Table, bold=lambda s: s, sep: str = " ± ") -> list[list[st
         rank = format_stat(row.rank, 2, sep)
         cells.append(bold(delta) if row.label in best.get("delta", ()) else delta)
         cells.append(bold(rank) if row.label in best.get("mr", ()) else rank)
-        cells += [_count(row.params.mean), _bytes(row.state_bytes.mean), _ratio(row.step_rel, sep)]
+        cells += [_count(row.params.mean), _bytes(row.state_bytes.mean), _ratio(row.step_rel, sep),
+                  duration(row.train_seconds.mean)]
         rows.append(cells)
     return rows
 
@@ -175,7 +189,7 @@ def latex_for(table: Table) -> str:
     """One ``table`` environment: booktabs, tasks grouped over their metrics, best in bold."""
     tasks = list(dict.fromkeys(t for t, _ in table.columns))
     spans = [(t, sum(1 for c in table.columns if c[0] == t)) for t in tasks]
-    ncols = 2 + len(table.columns) + 5
+    ncols = 2 + len(table.columns) + 6
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{latex_escape(table.title)}. {latex_escape(CAPTION)}"
              + (" ± over orders." if table.order is None else "") + "}",
@@ -185,14 +199,14 @@ def latex_for(table: Table) -> str:
         first.append(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(task)}}}")
         rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
         col += span
-    first += [""] * 5
+    first += [""] * 6
     lines.append(" & ".join(first) + r" \\")
     lines.append(" ".join(rules))
     second = ["Method", "Seeds"]
     second += [latex_escape(f"{m} {ARROW[table.directions[t][m]]}" + (f" {MARK}" if (t, m) in table.zero_columns
                                                                         else "")) for t, m in table.columns]
     second += [latex_escape(f"Δ vs {table.baseline_label} (%)"), "MR", "Params", "Stored",
-               latex_escape(f"Step vs {table.baseline_label}")]
+               latex_escape(f"Step vs {table.baseline_label}"), "Time"]
     lines.append(" & ".join(second) + r" \\")
     lines.append(r"\midrule")
     rows = row_cells(table, lambda s: rf"\textbf{{{s}}}" if s else s, sep=" ± ")
@@ -238,18 +252,19 @@ def _whole(value: float) -> str:
 
 def csv_fields(tables: Sequence[Table]) -> list[str]:
     columns = list(dict.fromkeys(c for t in tables for c in t.columns))
-    fields = ["benchmark", "order", "method", "method_name", "baseline", "seeds", "n"]
+    fields = ["benchmark", *(["arm"] if any(t.arm is not None for t in tables) else []), "order", "method",
+              "method_name", "baseline", "seeds", "n"]
     for task, metric in columns:
         fields += [f"{task}/{metric}", f"{task}/{metric} std"]
     fields += ["delta_pct", "delta_pct_std", "delta_n", "mr", "mr_std", "params", "stored_bytes",
-               "step_seconds", "step_rel", "step_rel_std", "encoder"]
+               "step_seconds", "step_rel", "step_rel_std", "train_seconds", "encoder"]
     return fields
 
 
 def csv_rows(table: Table) -> list[dict[str, str]]:
     out = []
     for row in table.rows:
-        record = {"benchmark": table.benchmark,
+        record = {"benchmark": table.benchmark_name, **({"arm": table.arm} if table.arm is not None else {}),
                   "order": ">".join(table.order) if table.order is not None else ALL_ORDERS,
                   "method": row.label, "method_name": row.method, "baseline": table.baseline_label,
                   "seeds": ";".join(map(str, row.seeds)),
@@ -264,14 +279,16 @@ def csv_rows(table: Table) -> list[dict[str, str]]:
                       mr=_num(row.rank.mean), mr_std=_num(row.rank.std),
                       params=_whole(row.params.mean), stored_bytes=_whole(row.state_bytes.mean),
                       step_seconds=_num(row.step_seconds.mean), step_rel=_num(row.step_rel.mean),
-                      step_rel_std=_num(row.step_rel.std), encoder=row.setup)
+                      step_rel_std=_num(row.step_rel.std), train_seconds=_num(row.train_seconds.mean),
+                      encoder=row.setup)
         out.append(record)
     return out
 
 
 def csv_text(experiment: Experiment) -> str:
     """``table.csv``: one row per configuration and order, plus one per configuration over all
-    orders (``order = all orders``); numbers unformatted, undefined values empty."""
+    orders (``order = all orders``) — per arm (an ``arm`` column) for an experiment with arms;
+    numbers unformatted, undefined values empty."""
     tables = [t for b in experiment.benchmarks for t in [*(s.table for s in b.sections), b.overall]]
     handle = io.StringIO()
     writer = csv.DictWriter(handle, fieldnames=csv_fields(tables), restval="", lineterminator="\n")
