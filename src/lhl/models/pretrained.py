@@ -1,7 +1,9 @@
-"""Where ImageNet encoder weights come from: a local file, or torch's hub cache
+"""Where encoder weights come from: a local file, torch's hub cache, or lhl's own cache
 (docs/pretrained-weights.md).
 
-``model.weights`` is either a path to a weight file or the word ``imagenet``, which means
+``model.weights`` is a path to a weight file, the word ``synthetic-pretrained`` — the file
+``lhl pretrain --encoder <encoder>`` wrote to ``$LHL_HOME/weights`` (by default
+``~/.cache/lhl/weights``; :mod:`lhl.models.synthetic_pretrain`) — or the word ``imagenet``, which means
 torchvision's ImageNet file for the configured encoder in ``torch.hub.get_dir()/checkpoints``
 (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``) — the file
 torchvision itself would download there. Nothing is downloaded at run time: a missing file
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import torch
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
+
+from lhl.models.synthetic_pretrain import SPEC, resolve_synthetic
 
 #: encoder → torchvision weight entries accepted for ``imagenet``, preferred first (V1 is what
 #: torchvision's older ``pretrained=True`` loaded; ResNet-50's V2 is accepted as a fallback)
@@ -30,6 +34,8 @@ def hub_checkpoint_dir() -> Path:
 
 def resolve_weights(spec: str, encoder: str) -> Path:
     """The weight file ``model.weights`` names for ``encoder``; never downloads."""
+    if spec.strip().lower() == SPEC:
+        return resolve_synthetic(encoder)
     if spec.strip().lower() != "imagenet":
         return Path(spec).expanduser()
     options = IMAGENET_WEIGHTS.get(encoder.lower())
