@@ -391,13 +391,13 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _pretrain_defaults():
-    from lhl.models.synthetic_pretrain import PretrainRecipe
+    from lhl.engine.pretrain import PretrainRecipe
 
     return PretrainRecipe()
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from lhl.models.synthetic_pretrain import PretrainRecipe, cached_weights_path, pretrain
+    from lhl.engine.pretrain import PretrainRecipe, cached_weights_path, pretrain
 
     recipe = PretrainRecipe(encoder=args.encoder.lower(), images=args.images, epochs=args.epochs,
                             resolution=tuple(args.resolution), batch_size=args.batch_size, lr=args.lr,

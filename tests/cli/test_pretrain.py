@@ -13,7 +13,7 @@ from lhl.errors import ConfigError
 from lhl.models import file_sha256, load_encoder_weights
 from lhl.models.encoders import tiny
 from lhl.models.pretrained import resolve_weights
-from lhl.models.synthetic_pretrain import PretrainRecipe, pretrain, render_pretraining_set
+from lhl.engine.pretrain import PretrainRecipe, pretrain, render_pretraining_set
 
 FEW = ["--encoder", "tiny", "--images", "16", "--epochs", "1", "--resolution", "16", "16", "--batch-size", "8",
        "--heldout", "8", "--quiet"]

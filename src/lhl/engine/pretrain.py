@@ -21,7 +21,8 @@ linear classifier that is thrown away afterwards — on rendered scenes that no 
 The weight file holds the encoder's parameters and BatchNorm statistics under torchvision's
 ResNet key names (``conv1.*``, ``bn1.*``, ``layer*``), so :func:`lhl.models.load_encoder_weights`
 reads it exactly like an ImageNet ``resnet*.pth`` file; a JSON file next to it records how it was
-made and its SHA-256. ``model.weights: synthetic-pretrained`` finds it in :func:`weights_home`.
+made and its SHA-256. ``model.weights: synthetic-pretrained`` finds it in
+:func:`lhl.models.pretrained.weights_home` (the paths live there, below the data layer).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from torch import Tensor, nn
 from lhl.data.synthetic import NUM_CLASSES, TEXTURE_KINDS, render_scenes, sample_scene
 from lhl.data.synthetic.scene import SPLIT_CODES
 from lhl.errors import ConfigError
+from lhl.models.pretrained import cached_weights_path, pretrain_command
 
-SPEC = "synthetic-pretrained"
 PRETRAIN_SPLIT = "pretrain"
 OBJECTIVE = ("image-level classification: soft histogram of the 8 object classes' pixel fractions "
              "(soft-target cross-entropy) + which of the 4 texture kinds the scene's objects wear "
@@ -85,31 +86,6 @@ class PretrainRecipe:
             raise ConfigError(f"--threads: expected a non-negative integer, got {self.threads}")
         if self.heldout < 0:
             raise ConfigError(f"--heldout: expected a non-negative integer, got {self.heldout}")
-
-
-def weights_home() -> Path:
-    """``$LHL_HOME/weights``, by default ``~/.cache/lhl/weights``."""
-    return Path(os.environ.get("LHL_HOME") or "~/.cache/lhl").expanduser() / "weights"
-
-
-def cached_weights_path(encoder: str) -> Path:
-    """Where ``lhl pretrain --encoder ENCODER`` writes and ``model.weights: synthetic-pretrained`` looks."""
-    return weights_home() / f"{encoder.lower()}-{SPEC}.pt"
-
-
-def pretrain_command(encoder: str) -> str:
-    return f"lhl pretrain --encoder {encoder.lower()}"
-
-
-def resolve_synthetic(encoder: str) -> Path:
-    """The cached weight file for ``encoder``, or :class:`FileNotFoundError` with the command that makes it."""
-    path = cached_weights_path(encoder)
-    if path.is_file():
-        return path
-    raise FileNotFoundError(
-        f"model.weights: {SPEC}: {str(path)!r} not found. Make it with: {pretrain_command(encoder)} "
-        f"(writes it there; resnet18 took 25 minutes on 2 busy CPU cores; LHL_HOME={str(weights_home().parent)!r} "
-        f"chooses the folder), or set model.weights to a weight file's path.")
 
 
 # ------------------------------------------------------------------------------ data
