@@ -1,5 +1,5 @@
-"""Command-line interface: ``lhl run``, ``lhl bench``, ``lhl sweep``, ``lhl eval``, ``lhl predict``, ``lhl compare``,
-``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``, ``lhl data render``.
+"""Command-line interface: ``lhl run``, ``lhl bench``, ``lhl sweep``, ``lhl pretrain``, ``lhl eval``, ``lhl predict``,
+``lhl compare``, ``lhl report``, ``lhl list``, ``lhl data preview``, ``lhl data check``, ``lhl data render``.
 
 A user's mistake or an environment fault (:class:`~lhl.errors.LhlError`, a file-system error)
 prints one line, ``lhl: error: …``, and exits non-zero (2 for usage and configuration errors, 130/143
@@ -204,6 +204,37 @@ def _parser() -> argparse.ArgumentParser:
                        help="print the run list (index, label, order, seed, run directory) and exit")
     bench.add_argument("--status", metavar="DIR", help="print how many runs of DIR are done, failed, running, "
                        "pending, with the failed runs' errors, and exit")
+    pre = sub.add_parser(
+        "pretrain", help="pretrain an encoder on synthetic scenes no benchmark uses (model.weights: synthetic-pretrained)",
+        description="Train an encoder once, ImageNet-style (image-level labels: the pixel fractions of the 8 object "
+                    "classes and the texture kinds on the objects; GAP + a linear classifier, discarded), on rendered "
+                    "scenes of the 'pretrain' split, which no benchmark reads. Writes the encoder's weights under "
+                    "torchvision ResNet names to $LHL_HOME/weights/<encoder>-synthetic-pretrained.pt (default "
+                    "~/.cache/lhl/weights) and a .json next to it (recipe, scenes, time, SHA-256); "
+                    "model.weights: synthetic-pretrained then loads it. See docs/pretrained-weights.md.")
+    defaults = _pretrain_defaults()
+    pre.add_argument("--encoder", default=defaults.encoder, metavar="NAME",
+                     help=f"encoder to pretrain (see 'lhl list encoders'; default {defaults.encoder})")
+    pre.add_argument("--images", type=int, default=defaults.images, metavar="N",
+                     help=f"training images, rendered once and kept in memory (default {defaults.images})")
+    pre.add_argument("--epochs", type=int, default=defaults.epochs, metavar="E", help=f"default {defaults.epochs}")
+    pre.add_argument("--resolution", type=int, nargs=2, default=list(defaults.resolution), metavar=("H", "W"),
+                     help=f"image size (default {defaults.resolution[0]} {defaults.resolution[1]})")
+    pre.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
+                     help=f"default {defaults.batch_size}")
+    pre.add_argument("--lr", type=float, default=defaults.lr, help=f"peak SGD learning rate (default {defaults.lr})")
+    pre.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="WD",
+                     help=f"default {defaults.weight_decay}")
+    pre.add_argument("--seed", type=int, default=defaults.seed, metavar="S",
+                     help="scene seed (scenes come from default_rng([S, 3, i])) and torch seed (default 0)")
+    pre.add_argument("--heldout", type=int, default=defaults.heldout, metavar="N",
+                     help=f"held-out images the objective is reported on (default {defaults.heldout})")
+    pre.add_argument("--threads", type=int, default=0, metavar="N",
+                     help="torch threads (default 0: torch's default, one per core; 1 is faster on a loaded machine)")
+    pre.add_argument("--out", metavar="FILE",
+                     help="weight file (default: $LHL_HOME/weights/<encoder>-synthetic-pretrained.pt, where "
+                          "model.weights: synthetic-pretrained looks)")
+    pre.add_argument("--quiet", action="store_true", help="no progress lines")
     sweep = sub.add_parser(
         "sweep", help="tune one method: a grid of settings x seeds x orders, selected on the validation split",
         description="Run every point of a sweep file's grid (a variant of its method) and its baseline over every "
@@ -421,6 +452,31 @@ def _cmd_data_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_defaults():
+    from lhl.engine.pretrain import PretrainRecipe
+
+    return PretrainRecipe()
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from lhl.engine.pretrain import PretrainRecipe, cached_weights_path, pretrain
+
+    recipe = PretrainRecipe(encoder=args.encoder.lower(), images=args.images, epochs=args.epochs,
+                            resolution=tuple(args.resolution), batch_size=args.batch_size, lr=args.lr,
+                            weight_decay=args.weight_decay, seed=args.seed, heldout=args.heldout,
+                            threads=args.threads)
+    echo = (lambda _line: None) if args.quiet else (lambda line: print(line, flush=True))
+    record = pretrain(recipe, args.out, echo)
+    path = Path(args.out).expanduser() if args.out else cached_weights_path(recipe.encoder)
+    minutes = record["seconds"]["total"] / 60
+    print(f"wrote {path} (sha256 {record['sha256']}) and {path.with_suffix('.json').name} in {minutes:.1f} min")
+    if path.resolve() == cached_weights_path(recipe.encoder).resolve():
+        print(f"model.weights: synthetic-pretrained now loads it for encoder {recipe.encoder}")
+    else:
+        print(f"use it with model.weights: {path}")
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from lhl.experiments.command import sweep
 
@@ -439,7 +495,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "bench": _cmd_bench, "sweep": _cmd_sweep, "eval": _cmd_eval, "predict": _cmd_predict,
-                "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data}
+                "compare": _cmd_compare, "report": _cmd_report, "list": _cmd_list, "data": _cmd_data,
+                "pretrain": _cmd_pretrain}
     debug = args.debug or os.environ.get("LHL_DEBUG", "") not in ("", "0")
     try:
         code = handlers[args.command](args)

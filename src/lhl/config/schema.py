@@ -27,7 +27,7 @@ from lhl.errors import ConfigError
 @dataclass
 class ModelConfig:
     encoder: str = "resnet18"
-    weights: str | None = None  # local file with ImageNet-style ResNet weights; never downloaded
+    weights: str | None = None  # ResNet weight file, "imagenet" or "synthetic-pretrained"; never downloaded
     head_rates: list[int] = field(default_factory=lambda: [12, 24, 36])
     head_channels: int = 256
     head_dropout: float = 0.5

@@ -101,7 +101,7 @@ def build_run(config: RunConfig) -> Run:
             raise ConfigError(str(exc)) from None
         if not path.is_file():
             raise ConfigError(f"model.weights: {str(path)!r} is not a file; expected a ResNet weight file "
-                              "or 'imagenet'")
+                              "or 'imagenet' or 'synthetic-pretrained'")
     device = resolve_device(config.device)
     if config.train.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"train.amp: 'fp16' needs a CUDA device, got device {config.device!r}; use 'bf16'")

@@ -417,7 +417,7 @@ def render_scenes(scenes: Sequence[Scene], resolution: tuple[int, int] = (64, 64
 
 def render(seed: int, split: str, indices: Sequence[int], resolution: tuple[int, int] = (64, 64),
            tasks: Sequence[str] = ()) -> dict[str, Tensor]:
-    """Render samples ``indices`` of ``split`` ("train" | "test" | "val") for ``seed``.
+    """Render samples ``indices`` of ``split`` ("train" | "test" | "val"; "pretrain" is lhl pretrain's own) for ``seed``.
 
     Sample ``i`` is a pure function of ``(seed, split, i)`` (and the resolution). Returns
     ``"image"`` float32 ``[N, 3, H, W]`` in [0, 1] with mild sensor noise, plus one entry per

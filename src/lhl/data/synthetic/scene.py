@@ -26,8 +26,10 @@ from typing import Sequence
 import numpy as np
 
 #: ``"val"`` (``data.val_size`` images) is rendered from its own generators, so it shares no sample with
-#: train or test by construction.
-SPLIT_CODES: dict[str, int] = {"train": 0, "test": 1, "val": 2}
+#: train or test by construction. ``"pretrain"`` is used only by ``lhl pretrain``
+#: (:mod:`lhl.engine.pretrain`): no benchmark reads it, so its scenes (generators
+#: ``[seed, 3, index]``) differ from every benchmark split's scenes for every seed.
+SPLIT_CODES: dict[str, int] = {"train": 0, "test": 1, "val": 2, "pretrain": 3}
 
 CLASS_NAMES: tuple[str, ...] = ("floor", "wall", "ceiling", "sphere", "cube", "slab", "cylinder",
                                 "pillar")
