@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bench_dirs", type=Path, nargs="+")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)
-    runs = sorted(p for d in args.bench_dirs for p in (d / "runs").glob("*/*/performance.json"))
+    runs = sorted(p for d in args.bench_dirs for p in (d / "runs").rglob("performance.json"))
     values: dict[str, dict[str, list[float]]] = {arm: {} for arm, _ in ARMS}
     seeds: dict[str, list[str]] = {arm: [] for arm, _ in ARMS}
     for path in runs:

@@ -43,7 +43,8 @@ def _plan(experiment):
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_every_experiment_file_validates(path):
+def test_every_experiment_file_validates(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("LHL_HOME", str(tmp_path))  # the same whether or not this machine has pretrained weights
     experiment = load_experiment(path)
     runs = _plan(experiment)
     assert len(runs) == (len(experiment.entries()) * len(experiment.seeds) * len(experiment.orders or [None])
