@@ -71,39 +71,53 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _backend_tensor(tensor: Tensor) -> Tensor:
+    """``tensor`` where the backend can reduce it: NCCL only handles CUDA tensors, so a CPU tensor
+    (metric statistics, replay items, cached teacher outputs) goes to this process's GPU."""
+    if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
+        return tensor.to(torch.device("cuda", torch.cuda.current_device()))
+    return tensor
+
+
+def _all_reduce(tensor: Tensor, op) -> Tensor:
+    """In-place all-reduce of ``tensor`` (any device, any backend)."""
+    work = _backend_tensor(tensor)
+    dist.all_reduce(work, op=op)
+    if work is not tensor:
+        tensor.copy_(work)
+    return tensor
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     """Element-wise sum over processes, in place (and returned)."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    return _all_reduce(tensor, dist.ReduceOp.SUM) if is_distributed() else tensor
 
 
 def all_reduce_mean(tensor: Tensor) -> Tensor:
     """Element-wise mean over processes, in place (and returned)."""
     if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        _all_reduce(tensor, dist.ReduceOp.SUM)
         tensor /= dist.get_world_size()
     return tensor
 
 
 def all_reduce_max(tensor: Tensor) -> Tensor:
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor
+    return _all_reduce(tensor, dist.ReduceOp.MAX) if is_distributed() else tensor
 
 
 def all_gather_cat(tensor: Tensor) -> Tensor:
-    """Concatenation along dim 0 of every process's ``tensor`` in rank order; the first
-    dimension may differ between processes (the other dimensions may not)."""
+    """Concatenation along dim 0 of every process's ``tensor`` in rank order, on ``tensor``'s
+    device; the first dimension may differ between processes (the other dimensions may not)."""
     if not is_distributed():
         return tensor
     sizes = [None] * dist.get_world_size()
     dist.all_gather_object(sizes, int(tensor.shape[0]))
-    padded = torch.zeros((max(sizes), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-    padded[: tensor.shape[0]] = tensor
+    work = _backend_tensor(tensor)
+    padded = torch.zeros((max(sizes), *tensor.shape[1:]), dtype=tensor.dtype, device=work.device)
+    padded[: tensor.shape[0]] = work
     parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)]).to(tensor.device)
 
 
 def all_gather_interleaved(tensor: Tensor) -> Tensor:
@@ -112,9 +126,10 @@ def all_gather_interleaved(tensor: Tensor) -> Tensor:
     one process would have seen the global batch in."""
     if not is_distributed():
         return tensor
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.stack(parts, dim=1).flatten(0, 1)
+    work = _backend_tensor(tensor).contiguous()
+    parts = [torch.empty_like(work) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, work)
+    return torch.stack(parts, dim=1).flatten(0, 1).to(tensor.device)
 
 
 def broadcast_object(value: Any, source: int = 0) -> Any:

@@ -16,9 +16,9 @@ request, so they all stop at the same step.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -30,6 +30,7 @@ from lhl.config.schema import RunConfig
 from lhl.engine import distributed
 from lhl.engine.hooks import Method, RunContext, StepOutput
 from lhl.engine.tensorboard_log import ScalarLog
+from lhl.engine.teacher import autocast_for
 from lhl.errors import ConfigError, NonFiniteError
 
 #: All gradients are checked every this many steps (and on each epoch's last step); the sentinels every step.
@@ -149,11 +150,8 @@ class PhaseFitter:
 
     def mixed_precision(self):
         amp = self.config.train.amp
-        if amp == "off":
-            return nullcontext, None
-        dtype = torch.float16 if amp == "fp16" else torch.bfloat16
         scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        return (lambda: torch.autocast(self.device.type, dtype=dtype)), scaler
+        return (lambda: autocast_for(amp, self.device)), scaler
 
     # ------------------------------------------------------------------ the phase
     def fit(self, ctx: RunContext, loader: DataLoader, phases: int) -> None:
@@ -248,7 +246,7 @@ class PhaseFitter:
 
     def _agree_to_continue(self, ctx: RunContext, values: dict[str, float] | None, epoch: int = 0) -> None:
         """Stop (every process at the same step) on a stop request or a non-finite loss term."""
-        bad = next((name for name, v in (values or {}).items() if not torch.isfinite(torch.tensor(v))), None)
+        bad = next((name for name, v in (values or {}).items() if not math.isfinite(v)), None)
         stop = self.stop_requested()
         if distributed.is_distributed() and values is not None:
             flags = distributed.all_reduce_max(torch.tensor([float(stop), float(bad is not None)]))

@@ -48,7 +48,6 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
@@ -209,7 +208,7 @@ class TeacherCache:
                                                       shape=(count, *layout[name][0]))
                                       for name, path in zip(names, files)}
         else:
-            stored = {name: _gather(value, device) for name, value in targets.items()}
+            stored = {name: all_gather_cat(value) for name, value in targets.items()}
         cache = cls(tasks, kinds, stored, files, cache_dir)
         cache.seconds = time.perf_counter() - started
         return cache
@@ -275,15 +274,6 @@ def _numpy(dtype: torch.dtype) -> np.dtype:
 
 def _dtype_name(value: Any) -> str:
     return str(value.dtype).replace("torch.", "")  # torch.uint8 / numpy float16 → "uint8" / "float16"
-
-
-def _gather(shard: Tensor, device: torch.device) -> Tensor:
-    """Every process's shard in rank order (NCCL gathers device tensors)."""
-    if not is_distributed():
-        return shard
-    if dist.get_backend() == "nccl":
-        return all_gather_cat(shard.to(device)).cpu()
-    return all_gather_cat(shard)
 
 
 def open_teacher_cache(ctx: Any, teacher: Teacher, loader: Any, kinds: dict[str, CacheKind] | None,
