@@ -96,3 +96,13 @@ def files_of(run_dir: Path) -> dict[str, tuple[int, bytes]]:
     """Every file of a run directory: (mtime in ns, bytes)."""
     return {str(p.relative_to(run_dir)): (p.stat().st_mtime_ns, p.read_bytes())
             for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def assert_refused(path: Path, out: Path, capsys, message: str) -> None:
+    """``lhl bench path --out out`` fails with exit 2 and one ``lhl: error: <path>: …`` line
+    containing ``message``, and creates nothing."""
+    assert bench(path, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lhl: error: {path}: "), err
+    assert message in err, err
+    assert not out.exists()

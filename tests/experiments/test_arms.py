@@ -14,7 +14,7 @@ from lhl.cli import main
 from lhl.experiments import load_experiment, plan_runs
 from lhl.experiments.plan import shard_slice
 
-from .conftest import bench, files_of, write_experiment
+from .conftest import assert_refused, bench, files_of, write_experiment
 
 ARMS = {"narrow": {}, "wide": {"set": {"model.head_channels": 16}}}
 
@@ -85,12 +85,7 @@ BAD = [
 def test_bad_arms_are_one_line_naming_the_key(tmp_path, capsys, monkeypatch, name, arms, message):
     monkeypatch.setenv("LHL_HOME", str(tmp_path / "lhl-home"))  # no synthetic-pretrained file there
     path = write_experiment(tmp_path / "bad.yaml", methods=["vanilla"], arms=arms)
-    out = tmp_path / "out"
-    assert bench(path, "--out", out) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"lhl: error: {path}: "), err
-    assert message in err, err
-    assert not out.exists()
+    assert_refused(path, tmp_path / "out", capsys, message)
 
 
 def test_arm_named_twice_is_refused(tmp_path, capsys):

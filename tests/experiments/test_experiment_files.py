@@ -15,7 +15,7 @@ from lhl.errors import ConfigError
 from lhl.experiments import experiment_from_options, load_experiment, plan_runs, shard_slice
 from lhl.experiments.plan import parse_shard
 
-from .conftest import bench, write_experiment
+from .conftest import assert_refused, bench, write_experiment
 
 # sweep-*.yaml are lhl sweep files (tests/experiments/test_sweep.py validates them)
 EXPERIMENTS = sorted(p for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml")
@@ -186,12 +186,7 @@ def test_bad_experiment_file_is_one_line_naming_the_key(tmp_path, capsys, name, 
     tree = {k: v for k, v in tree.items() if not (v is None and "missing" in name)}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(tree))
-    out = tmp_path / "out"
-    assert bench(path, "--out", out) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"lhl: error: {path}: "), err
-    assert message in err, err
-    assert not out.exists()
+    assert_refused(path, tmp_path / "out", capsys, message)
 
 
 def test_duplicate_variant_names_are_refused(tmp_path, capsys):
