@@ -13,7 +13,9 @@ from lhl.errors import ConfigError
 from lhl.models import file_sha256, load_encoder_weights
 from lhl.models.encoders import tiny
 from lhl.models.pretrained import resolve_weights
-from lhl.engine.pretrain import PretrainRecipe, pretrain, render_pretraining_set
+from lhl.data.synthetic.attributes import NUM_ATTRIBUTES
+from lhl.engine.pretrain import (OUTPUTS, PretrainRecipe, Standardiser, augment, objective, pretrain,
+                                 render_pretraining_set)
 
 FEW = ["--encoder", "tiny", "--images", "16", "--epochs", "1", "--resolution", "16", "16", "--batch-size", "8",
        "--heldout", "8", "--quiet"]
@@ -34,7 +36,8 @@ def test_pretrain_writes_weights_and_record_that_synthetic_pretrained_loads(home
     assert record["sha256"] == digest and digest in capsys.readouterr().out
     assert record["scenes"]["split"] == "pretrain" and record["recipe"]["images"] == 16 and record["steps"] == 2
     assert record["command"].startswith("lhl pretrain --encoder tiny --images 16 --epochs 1 --resolution 16 16")
-    assert set(record["heldout"]) >= {"class_fraction_mae", "texture_accuracy"}
+    assert set(record["heldout"]) >= {"fractions_ce", "present_accuracy", "materials_accuracy", "scene_r2"}
+    assert [h["epoch"] for h in record["history"]] == [1] and set(record["history"][0]) >= {"total", "scene"}
     # torchvision key names: loads like an ImageNet resnet file
     state = torch.load(weights, weights_only=True)
     assert "conv1.weight" in state and "bn1.running_mean" in state and not any(k.startswith("stem") for k in state)
@@ -87,9 +90,24 @@ def test_out_directory_is_refused_and_out_file_is_written(home, tmp_path, capsys
 
 def test_pretraining_scenes_are_not_benchmark_scenes():
     images, targets = render_pretraining_set(0, range(4), (16, 16))
-    assert images.dtype == torch.uint8 and targets.shape == (4, 12)
+    assert images.dtype == torch.uint8 and targets.shape == (4, NUM_ATTRIBUTES)
     assert torch.allclose(targets[:, :8].sum(1), torch.ones(4))
     for split in ("train", "test", "val"):
         assert sample_scene(0, "pretrain", 0) != sample_scene(0, split, 0)
         bench = (render(0, split, range(4), (16, 16))["image"] * 255).round().to(torch.uint8)
         assert not torch.equal(bench, images)
+
+
+def test_objective_is_zero_gradient_free_of_nan_and_mirror_consistent():
+    images, targets = render_pretraining_set(0, range(8), (16, 16))
+    standardise = Standardiser.fit(targets)
+    # standardised scene values: mean 0 and std 1 over the images and their mirrors
+    z = standardise(torch.cat([targets, augment(images.float() / 255, targets, torch.Generator())[1]]))
+    assert torch.isfinite(z).all()
+    logits = torch.zeros(8, OUTPUTS, requires_grad=True)
+    terms = objective(logits, targets, standardise)
+    assert set(terms) == {"fractions", "present", "materials", "scene", "total"}
+    assert terms["present"].item() == pytest.approx(0.6931, abs=1e-4)  # log 2 at zero logits
+    assert terms["materials"].item() == pytest.approx(1.3863, abs=1e-4)  # log 4
+    terms["total"].backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0

@@ -88,6 +88,9 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     warmup: float = 0.5  # fraction of a phase's steps spent warming up
+    # the shared encoder's learning rate is train.lr × this (heads, adapters and method parameters keep
+    # train.lr): the usual fine-tuning of a pretrained backbone; 1 = one learning rate, as the paper
+    encoder_lr_scale: float = 1.0
     amp: Literal["off", "bf16", "fp16"] = "off"
     keep_checkpoints: int | None = None  # keep the newest N phase checkpoints (None = all)
     log_grad_norms: bool = True  # log each loss term's encoder gradient norm on one batch per epoch
@@ -108,6 +111,7 @@ class TrainConfig:
         check_positive(self.lr, "train.lr")
         check_nonnegative(self.weight_decay, "train.weight_decay")
         check_fraction(self.warmup, "train.warmup")
+        check_positive(self.encoder_lr_scale, "train.encoder_lr_scale")
         if self.keep_checkpoints is not None:
             check_positive_int(self.keep_checkpoints, "train.keep_checkpoints")
 

@@ -42,6 +42,20 @@ from lhl.tasks import Task
 Batch = dict[str, Tensor]
 
 
+def encoder_param_groups(model: MultiTaskNet, params: list[torch.nn.Parameter], lr: float,
+                         encoder_lr_scale: float) -> list[dict[str, Any]]:
+    """Optimiser parameter groups: ``params`` as one group, or — when ``encoder_lr_scale`` is not 1 —
+    the shared encoder's parameters at ``lr × encoder_lr_scale`` and the rest (heads, adapters, method
+    parameters) at ``lr``. Empty groups are left out (e.g. a frozen encoder)."""
+    if encoder_lr_scale == 1.0:
+        return [{"params": params}]
+    in_encoder = {id(p) for p in model.encoder.parameters()}
+    encoder = [p for p in params if id(p) in in_encoder]
+    rest = [p for p in params if id(p) not in in_encoder]
+    groups = [{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest, "lr": lr}]
+    return [g for g in groups if g["params"]]
+
+
 @dataclass
 class StepOutput:
     """The student's outputs on a batch: raw head outputs and the encoder's stage features."""
@@ -107,9 +121,11 @@ class Method:
     def make_optimizer(self, ctx: RunContext, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """The optimiser of one phase over ``params`` (the trainable parameters after
         ``before_phase``); called once per phase. Default: Adam with ``train.lr`` and
-        ``train.weight_decay`` (HAD paper, App. C.4)."""
+        ``train.weight_decay`` (HAD paper, App. C.4); the encoder's parameters in a group of their own at
+        ``train.lr × train.encoder_lr_scale`` when that scale is not 1."""
         train = ctx.config.train
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.Adam(encoder_param_groups(ctx.model, params, train.lr, train.encoder_lr_scale),
+                                lr=train.lr, weight_decay=train.weight_decay)
 
     def on_train_mode(self, ctx: RunContext) -> None:
         pass

@@ -8,15 +8,17 @@ linear classifier that is thrown away afterwards — on rendered scenes that no 
 * scenes: :func:`lhl.data.synthetic.sample_scene` with split ``"pretrain"`` (split code 3), so
   scene ``i`` comes from the generator ``numpy.random.default_rng([seed, 3, i])``; every benchmark
   split uses codes 0–2 (train, test, val), so no benchmark scene of any seed is among them;
-* objective (per image, no pixel-level target reaches the encoder): the fraction of the image's
-  pixels of each of the eight object classes (a soft class histogram, soft-target cross-entropy)
-  and which of the four surface materials (texture kinds) the scene's objects wear (multi-label,
-  binary cross-entropy) — "what is in this picture and what is it made of", as ImageNet's labels
-  are;
-* augmentation: horizontal flip, a random shift of up to 1/16 of the image (reflect padding),
-  brightness and contrast jitter;
-* SGD with Nesterov momentum 0.9, weight decay 5e-4, a linear warm-up over the first 3 % of the
-  steps and a cosine decay; the images are rendered once, kept in memory as 8-bit.
+* objective (per image, no pixel-level target reaches the encoder): the scene's image-level labels
+  (:mod:`lhl.data.synthetic.attributes`) — the class histogram (soft-target cross-entropy), which
+  shapes are visible and which (shape, material) pairs and object colours the scene holds
+  (multi-label, binary cross-entropy), the floor's, walls' and ceiling's materials (cross-entropy),
+  and the room's size, the camera's pose and field of view and the light (standardised regression,
+  smooth L1) — "what is in this picture, what is it made of, and how is it seen", a broad mix of
+  labels none of which is a benchmark task;
+* augmentation: horizontal flip (the mirror-odd labels change sign) and a random shift of up to 1/16
+  of the image (reflect padding);
+* Adam (the optimiser every benchmark run fine-tunes with), weight decay 1e-5, a linear warm-up over
+  the first 3 % of the steps and a cosine decay; the images are rendered once, kept in memory as 8-bit.
 
 The weight file holds the encoder's parameters and BatchNorm statistics under torchvision's
 ResNet key names (``conv1.*``, ``bn1.*``, ``layer*``), so :func:`lhl.models.load_encoder_weights`
@@ -36,20 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lhl.data.synthetic import NUM_CLASSES, TEXTURE_KINDS, render_scenes, sample_scene
+from lhl.data.synthetic import render_scenes, sample_scene
+from lhl.data.synthetic.attributes import FAMILIES, NUM_ATTRIBUTES, mirror, scene_attributes
 from lhl.data.synthetic.scene import SPLIT_CODES
 from lhl.errors import ConfigError
 from lhl.models.pretrained import cached_weights_path, pretrain_command
 
 PRETRAIN_SPLIT = "pretrain"
-OBJECTIVE = ("image-level classification: soft histogram of the 8 object classes' pixel fractions "
-             "(soft-target cross-entropy) + which of the 4 texture kinds the scene's objects wear "
-             "(multi-label BCE); GAP features + a linear classifier, discarded after pretraining")
+OBJECTIVE = ("image-level scene labels (lhl.data.synthetic.attributes): class pixel fractions (soft-target "
+             "cross-entropy) + visible shapes, (shape, material) pairs, object hues (multi-label BCE) + floor/wall/"
+             "ceiling materials (cross-entropy) + room size, camera pose and field of view, light, object count "
+             "(standardised, smooth L1); GAP features + a linear head, discarded after pretraining")
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,12 @@ class PretrainRecipe:
     (docs/pretrained-weights.md)."""
 
     encoder: str = "resnet18"
-    images: int = 8192
-    epochs: int = 3
+    images: int = 16384
+    epochs: int = 8
     resolution: tuple[int, int] = (64, 64)
     batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-4
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
     seed: int = 0
     heldout: int = 512  # images after the training ones, to report how well the objective was learned
     threads: int = 0  # torch threads; 0: torch's default (one per core)
@@ -92,8 +95,8 @@ class PretrainRecipe:
 
 def render_pretraining_set(seed: int, indices: range, resolution: tuple[int, int],
                            chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Images (uint8 ``[N, 3, H, W]``) and targets (float ``[N, 8 + 4]``: class pixel fractions,
-    texture kinds present on objects) of the ``pretrain`` scenes ``indices``."""
+    """Images (uint8 ``[N, 3, H, W]``) and their attributes (float ``[N, NUM_ATTRIBUTES]``,
+    :func:`lhl.data.synthetic.attributes.scene_attributes`) of the ``pretrain`` scenes ``indices``."""
     images, targets = [], []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the renderer's many small kernels slow down badly with 2 threads on a busy machine
@@ -101,38 +104,64 @@ def render_pretraining_set(seed: int, indices: range, resolution: tuple[int, int
         for start in range(indices.start, indices.stop, chunk):
             scenes = [sample_scene(seed, PRETRAIN_SPLIT, i) for i in range(start, min(start + chunk, indices.stop))]
             out = render_scenes(scenes, resolution, ("segmentation",))
-            seg = out["segmentation"].flatten(1)
-            hist = F.one_hot(seg, NUM_CLASSES).float().mean(1)
-            tex = torch.tensor([[float(any(o.texture.kind == kind for o in s.objects)) for kind in TEXTURE_KINDS]
-                                for s in scenes])
             images.append((out["image"] * 255).round().to(torch.uint8))
-            targets.append(torch.cat([hist, tex], 1))
+            targets.append(scene_attributes(scenes, out["segmentation"]))
     finally:
         torch.set_num_threads(threads)
     return torch.cat(images), torch.cat(targets)
 
 
-def augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Flip, shift (reflect padding, up to H/16), brightness and contrast jitter; ``x`` float in [0, 1]."""
+def augment(x: Tensor, targets: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Mirror left-right (with the mirror-odd attributes negated) and shift (reflect padding, up to H/16);
+    ``x`` float in [0, 1]. No colour jitter: brightness is a label (the light's intensity)."""
     n, _, h, w = x.shape
     flip = torch.rand(n, generator=generator) < 0.5
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    targets = torch.where(flip.view(n, 1), mirror(targets), targets)
     pad = max(1, h // 16)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    brightness = 0.75 + 0.5 * torch.rand(n, 1, 1, 1, generator=generator)
-    contrast = 0.75 + 0.5 * torch.rand(n, 1, 1, 1, generator=generator)
-    mean = x.mean((1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean * brightness).clamp(0, 1)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)]), targets
 
 
-def objective(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(total, class-histogram cross-entropy, texture BCE)."""
-    hist_ce = -(target[:, :NUM_CLASSES] * F.log_softmax(logits[:, :NUM_CLASSES], 1)).sum(1).mean()
-    tex_bce = F.binary_cross_entropy_with_logits(logits[:, NUM_CLASSES:], target[:, NUM_CLASSES:])
-    return hist_ce + tex_bce, hist_ce, tex_bce
+@dataclass(frozen=True)
+class Standardiser:
+    """Mean and standard deviation of the ``scene`` attributes over the training images (mean 0 for the
+    mirror-odd ones, which mirroring makes symmetric); the regression targets are standardised with them."""
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def fit(cls, targets: Tensor) -> "Standardiser":
+        a, b = FAMILIES["scene"]
+        values = torch.cat([targets, mirror(targets)])[:, a:b].double()
+        return cls(values.mean(0).float(), values.std(0).clamp_min(1e-6).float())
+
+    def __call__(self, targets: Tensor) -> Tensor:
+        a, b = FAMILIES["scene"]
+        return (targets[:, a:b] - self.mean) / self.std
+
+
+def objective(logits: Tensor, targets: Tensor, standardise: Standardiser) -> dict[str, Tensor]:
+    """The loss of each label family and their sum (``"total"``); ``logits`` ``[N, OUTPUTS]``."""
+    f0, f1 = FAMILIES["fractions"]
+    p0, p1 = FAMILIES["present"]
+    m0, m1 = FAMILIES["materials"]
+    materials = logits[:, m0:m0 + 4 * (m1 - m0)].reshape(len(logits), 4, m1 - m0)  # [N, kinds, surfaces]
+    terms = {
+        "fractions": -(targets[:, f0:f1] * F.log_softmax(logits[:, f0:f1], 1)).sum(1).mean(),
+        "present": F.binary_cross_entropy_with_logits(logits[:, p0:p1], targets[:, p0:p1]),
+        "materials": F.cross_entropy(materials, targets[:, m0:m1].long()),
+        "scene": F.smooth_l1_loss(logits[:, m0 + 4 * (m1 - m0):], standardise(targets)),
+    }
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+#: the linear head's outputs: one per attribute, four (texture kinds) per material column
+OUTPUTS = NUM_ATTRIBUTES + 3 * (FAMILIES["materials"][1] - FAMILIES["materials"][0])
 
 
 # ------------------------------------------------------------------------------ weights
@@ -155,13 +184,17 @@ def pretrain(recipe: PretrainRecipe, out: str | Path | None = None,
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Pretrain ``recipe.encoder``, write the weight file (default: :func:`cached_weights_path`) and its
     JSON record; return the record."""
-    from lhl.models.encoders import file_sha256
+    from lhl.models.encoders import ResNetEncoder, file_sha256, undilate
     from lhl.registry import ENCODERS, load_builtins
     from lhl.version import __version__
 
     recipe.check()
     load_builtins()
     encoder = ENCODERS.get(recipe.encoder)()  # UnknownNameError lists the encoders
+    if not isinstance(encoder, ResNetEncoder):
+        raise ConfigError(f"--encoder {recipe.encoder}: lhl pretrain trains torchvision-style ResNet encoders "
+                          f"(ResNetEncoder), not {type(encoder).__name__}")
+    undilate(encoder)  # trained at classification strides, like an ImageNet trunk; runs dilate it again
     path = Path(out).expanduser() if out else cached_weights_path(recipe.encoder)
     if path.is_dir():
         raise ConfigError(f"--out: {str(path)!r} is a directory; expected a weight file path")
@@ -180,9 +213,10 @@ def pretrain(recipe: PretrainRecipe, out: str | Path | None = None,
     echo(f"rendered {recipe.images} + {recipe.heldout} held-out pretraining images ({resolution[0]}x{resolution[1]}, "
          f"split {PRETRAIN_SPLIT!r}, seed {recipe.seed}) in {render_s:.0f} s")
 
-    head = nn.Linear(encoder.out_channels, NUM_CLASSES + len(TEXTURE_KINDS))
+    standardise = Standardiser.fit(targets)
+    head = nn.Linear(encoder.out_channels, OUTPUTS)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps_per_epoch = max(1, recipe.images // recipe.batch_size)  # drop the last partial batch
     total = steps_per_epoch * recipe.epochs
     warmup = max(1, int(0.03 * total))
@@ -199,27 +233,27 @@ def pretrain(recipe: PretrainRecipe, out: str | Path | None = None,
     encoder.train()
     for epoch in range(1, recipe.epochs + 1):
         order = torch.randperm(recipe.images, generator=generator)
-        sums = np.zeros(3)
+        sums: dict[str, float] = {}
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-            x = augment(images[idx].float() / 255, generator)
+            x, y = augment(images[idx].float() / 255, targets[idx], generator)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            loss, hist_ce, tex_bce = objective(forward(x), targets[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"lhl pretrain: the loss became {loss.item()} at step {step}")
+            terms = objective(forward(x), y, standardise)
+            if not torch.isfinite(terms["total"]):
+                raise FloatingPointError(f"lhl pretrain: the loss became {terms['total'].item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            terms["total"].backward()
             optimizer.step()
-            sums += (loss.item(), hist_ce.item(), tex_bce.item())
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
             step += 1
-        means = sums / steps_per_epoch
-        history.append({"epoch": epoch, "loss": round(float(means[0]), 5), "class_hist_ce": round(float(means[1]), 5),
-                        "texture_bce": round(float(means[2]), 5)})
-        echo(f"epoch {epoch}/{recipe.epochs}: loss {means[0]:.4f} (class histogram {means[1]:.4f}, textures "
-             f"{means[2]:.4f}), {time.perf_counter() - started:.0f} s")
+        means = {name: round(value / steps_per_epoch, 5) for name, value in sums.items()}
+        history.append({"epoch": epoch, **means})
+        parts = ", ".join(f"{name} {value:.4f}" for name, value in means.items() if name != "total")
+        echo(f"epoch {epoch}/{recipe.epochs}: loss {means['total']:.4f} ({parts}), {time.perf_counter() - started:.0f} s")
 
-    heldout = _evaluate(forward, encoder, held_images, held_targets) if recipe.heldout else {}
+    heldout = _evaluate(forward, encoder, held_images, held_targets, standardise) if recipe.heldout else {}
     train_s = time.perf_counter() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -235,9 +269,13 @@ def pretrain(recipe: PretrainRecipe, out: str | Path | None = None,
                    "train_indices": [0, recipe.images], "heldout_indices": [recipe.images, recipe.images + recipe.heldout],
                    "generator": "numpy.random.default_rng([seed, 3, index]); benchmark splits use codes 0-2"},
         "input": "rendered images in [0, 1], no mean/std normalisation (data.normalize: none)",
+        "strides": "classification strides (layer3/4 stride 2, no dilation; output stride 32), as ImageNet "
+                   "trunks are trained; runs dilate layer3/4 (output stride 8)",
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items()},
-        "augmentation": "horizontal flip, reflect-padded shift up to H/16, brightness and contrast x U(0.75, 1.25)",
-        "optimizer": "SGD nesterov momentum 0.9, linear warm-up 3% of steps, cosine decay to 0",
+        "augmentation": "horizontal flip (mirror-odd scene labels negated), reflect-padded shift up to H/16",
+        "optimizer": "Adam, linear warm-up 3% of steps, cosine decay to 0",
+        "scene_standardisation": {"mean": [round(v, 6) for v in standardise.mean.tolist()],
+                                  "std": [round(v, 6) for v in standardise.std.tolist()]},
         "steps": total,
         "history": history,
         "heldout": heldout,
@@ -268,21 +306,31 @@ def _flags(recipe: PretrainRecipe, out: str | Path | None) -> str:
 
 
 @torch.no_grad()
-def _evaluate(forward: Callable[[Tensor], Tensor], encoder: nn.Module, images: Tensor,
-              targets: Tensor) -> dict[str, float]:
-    """Held-out objective: histogram cross-entropy, mean absolute error of the predicted class fractions,
-    texture accuracy; and the same numbers for a constant prediction (the held-out mean fractions, the
-    majority answer per texture kind)."""
+def _evaluate(forward: Callable[[Tensor], Tensor], encoder: nn.Module, images: Tensor, targets: Tensor,
+              standardise: Standardiser) -> dict[str, float]:
+    """How well the held-out images' labels are predicted, each next to what a constant answer scores
+    (the held-out mean fractions, the majority answer of each binary label and material, the mean
+    scene values): the fractions' cross-entropy, the binary labels' and materials' accuracy, and the
+    scene values' R² (1 − mean squared error / variance, in standardised units)."""
     encoder.eval()
     logits = torch.cat([forward(images[i:i + 256].float() / 255) for i in range(0, len(images), 256)])
     encoder.train()
-    _, hist_ce, tex_bce = objective(logits, targets)
-    fractions = logits[:, :NUM_CLASSES].softmax(1)
-    truth = targets[:, :NUM_CLASSES]
-    tex_truth = targets[:, NUM_CLASSES:]
-    tex_acc = ((logits[:, NUM_CLASSES:] > 0).float() == tex_truth).float().mean()
-    tex_majority = torch.maximum(tex_truth.mean(0), 1 - tex_truth.mean(0)).mean()
-    return {"images": len(images), "class_hist_ce": round(hist_ce.item(), 5), "texture_bce": round(tex_bce.item(), 5),
-            "class_fraction_mae": round((fractions - truth).abs().mean().item(), 5),
-            "class_fraction_mae_of_mean": round((truth.mean(0, keepdim=True) - truth).abs().mean().item(), 5),
-            "texture_accuracy": round(tex_acc.item(), 4), "texture_accuracy_of_majority": round(tex_majority.item(), 4)}
+    f0, f1 = FAMILIES["fractions"]
+    p0, p1 = FAMILIES["present"]
+    m0, m1 = FAMILIES["materials"]
+    fractions, present, materials = targets[:, f0:f1], targets[:, p0:p1], targets[:, m0:m1].long()
+    predicted_materials = logits[:, m0:m0 + 4 * (m1 - m0)].reshape(len(logits), 4, m1 - m0).argmax(1)
+    majority_materials = torch.stack([materials[:, j].bincount(minlength=4).argmax() for j in range(m1 - m0)])
+    scene, predicted_scene = standardise(targets), logits[:, m0 + 4 * (m1 - m0):]
+    variance = scene.var(0, unbiased=False)
+    out = {
+        "images": len(images),
+        "fractions_ce": -(fractions * F.log_softmax(logits[:, f0:f1], 1)).sum(1).mean().item(),
+        "fractions_ce_of_mean": -(fractions * fractions.mean(0, keepdim=True).clamp_min(1e-12).log()).sum(1).mean().item(),
+        "present_accuracy": ((logits[:, p0:p1] > 0).float() == present).float().mean().item(),
+        "present_accuracy_of_majority": torch.maximum(present.mean(0), 1 - present.mean(0)).mean().item(),
+        "materials_accuracy": (predicted_materials == materials).float().mean().item(),
+        "materials_accuracy_of_majority": (majority_materials == materials).float().mean().item(),
+        "scene_r2": (1 - ((predicted_scene - scene) ** 2).mean(0) / variance.clamp_min(1e-12)).mean().item(),
+    }
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}

@@ -34,6 +34,24 @@ def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
                     module.padding = (block_dilation, block_dilation)
 
 
+def undilate(encoder: "ResNetEncoder") -> "ResNetEncoder":
+    """Give ``encoder`` torchvision's classification strides back, in place: layer3 and layer4 stride 2
+    and no dilation (output stride 32), the form an ImageNet trunk is trained in. The parameters are the
+    same tensors, so weights move between the two forms unchanged (``lhl pretrain`` trains in this
+    form; every run uses the dilated one, as the paper's encoders dilate ImageNet weights)."""
+    for stage in (encoder.layer3, encoder.layer4):
+        first = stage[0]
+        strided = [first.conv2 if isinstance(first, Bottleneck) else first.conv1]
+        if first.downsample is not None:
+            strided.append(first.downsample[0])
+        for module in stage.modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+                module.dilation, module.padding = (1, 1), (1, 1)
+        for conv in strided:
+            conv.stride = (2, 2)
+    return encoder
+
+
 class ResNetEncoder(nn.Module):
     """A torchvision ResNet trunk with output stride 8.
 
