@@ -206,9 +206,10 @@ def _parser() -> argparse.ArgumentParser:
                        "pending, with the failed runs' errors, and exit")
     pre = sub.add_parser(
         "pretrain", help="pretrain an encoder on synthetic scenes no benchmark uses (model.weights: synthetic-pretrained)",
-        description="Train an encoder once, ImageNet-style (image-level labels: the pixel fractions of the 8 object "
-                    "classes and the texture kinds on the objects; GAP + a linear classifier, discarded), on rendered "
-                    "scenes of the 'pretrain' split, which no benchmark reads. Writes the encoder's weights under "
+        description="Train an encoder once, ImageNet-style (image-level labels of each scene: class pixel fractions, "
+                    "visible shapes, shape-material pairs, object hues, room materials, camera and light; GAP + a "
+                    "linear head, discarded; classification strides), on rendered scenes of the 'pretrain' split, "
+                    "which no benchmark reads. Writes the encoder's weights under "
                     "torchvision ResNet names to $LHL_HOME/weights/<encoder>-synthetic-pretrained.pt (default "
                     "~/.cache/lhl/weights) and a .json next to it (recipe, scenes, time, SHA-256); "
                     "model.weights: synthetic-pretrained then loads it. See docs/pretrained-weights.md.")
@@ -222,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"image size (default {defaults.resolution[0]} {defaults.resolution[1]})")
     pre.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
                      help=f"default {defaults.batch_size}")
-    pre.add_argument("--lr", type=float, default=defaults.lr, help=f"peak SGD learning rate (default {defaults.lr})")
+    pre.add_argument("--lr", type=float, default=defaults.lr, help=f"peak Adam learning rate (default {defaults.lr})")
     pre.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="WD",
                      help=f"default {defaults.weight_decay}")
     pre.add_argument("--seed", type=int, default=defaults.seed, metavar="S",

@@ -53,7 +53,7 @@ def resolve_synthetic(encoder: str) -> Path:
         return path
     raise FileNotFoundError(
         f"model.weights: {SYNTHETIC_WEIGHTS}: {str(path)!r} not found. Make it with: {pretrain_command(encoder)} "
-        f"(writes it there; resnet18 took 25 minutes on 2 busy CPU cores; LHL_HOME={str(weights_home().parent)!r} "
+        f"(writes it there; resnet18 takes about 19 minutes on 2 idle CPU cores; LHL_HOME={str(weights_home().parent)!r} "
         f"chooses the folder), or set model.weights to a weight file's path.")
 
 
