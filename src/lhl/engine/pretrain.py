@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lhl.data.synthetic import render_scenes, sample_scene
-from lhl.data.synthetic.attributes import FAMILIES, NUM_ATTRIBUTES, mirror, scene_attributes
+from lhl.data.synthetic import TEXTURE_KINDS, render_scenes, sample_scene
+from lhl.data.synthetic.attributes import FAMILIES, mirror, scene_attributes
 from lhl.data.synthetic.scene import SPLIT_CODES
 from lhl.errors import ConfigError
 from lhl.models.pretrained import cached_weights_path, pretrain_command
@@ -95,7 +95,7 @@ class PretrainRecipe:
 
 def render_pretraining_set(seed: int, indices: range, resolution: tuple[int, int],
                            chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Images (uint8 ``[N, 3, H, W]``) and their attributes (float ``[N, NUM_ATTRIBUTES]``,
+    """Images (uint8 ``[N, 3, H, W]``) and their attributes (float ``[N, attributes.NUM_ATTRIBUTES]``,
     :func:`lhl.data.synthetic.attributes.scene_attributes`) of the ``pretrain`` scenes ``indices``."""
     images, targets = [], []
     threads = torch.get_num_threads()
@@ -144,24 +144,33 @@ class Standardiser:
         return (targets[:, a:b] - self.mean) / self.std
 
 
+#: the linear head's outputs: one per attribute, one per texture kind for each material column (which
+#: take the material columns' place: fractions | present | materials × kinds | scene)
+SURFACES = FAMILIES["materials"][1] - FAMILIES["materials"][0]
+SCENE_OUTPUTS = FAMILIES["materials"][0] + len(TEXTURE_KINDS) * SURFACES  # where the scene outputs start
+OUTPUTS = SCENE_OUTPUTS + FAMILIES["scene"][1] - FAMILIES["scene"][0]
+
+
+def _material_logits(logits: Tensor) -> Tensor:
+    """The material outputs as ``[N, kinds, surfaces]`` (cross-entropy's class dimension second)."""
+    m0 = FAMILIES["materials"][0]
+    return logits[:, m0:SCENE_OUTPUTS].reshape(len(logits), len(TEXTURE_KINDS), SURFACES)
+
+
 def objective(logits: Tensor, targets: Tensor, standardise: Standardiser) -> dict[str, Tensor]:
     """The loss of each label family and their sum (``"total"``); ``logits`` ``[N, OUTPUTS]``."""
     f0, f1 = FAMILIES["fractions"]
     p0, p1 = FAMILIES["present"]
     m0, m1 = FAMILIES["materials"]
-    materials = logits[:, m0:m0 + 4 * (m1 - m0)].reshape(len(logits), 4, m1 - m0)  # [N, kinds, surfaces]
+    materials = _material_logits(logits)  # [N, kinds, surfaces]
     terms = {
         "fractions": -(targets[:, f0:f1] * F.log_softmax(logits[:, f0:f1], 1)).sum(1).mean(),
         "present": F.binary_cross_entropy_with_logits(logits[:, p0:p1], targets[:, p0:p1]),
         "materials": F.cross_entropy(materials, targets[:, m0:m1].long()),
-        "scene": F.smooth_l1_loss(logits[:, m0 + 4 * (m1 - m0):], standardise(targets)),
+        "scene": F.smooth_l1_loss(logits[:, SCENE_OUTPUTS:], standardise(targets)),
     }
     terms["total"] = sum(terms.values())
     return terms
-
-
-#: the linear head's outputs: one per attribute, four (texture kinds) per material column
-OUTPUTS = NUM_ATTRIBUTES + 3 * (FAMILIES["materials"][1] - FAMILIES["materials"][0])
 
 
 # ------------------------------------------------------------------------------ weights
@@ -319,9 +328,10 @@ def _evaluate(forward: Callable[[Tensor], Tensor], encoder: nn.Module, images: T
     p0, p1 = FAMILIES["present"]
     m0, m1 = FAMILIES["materials"]
     fractions, present, materials = targets[:, f0:f1], targets[:, p0:p1], targets[:, m0:m1].long()
-    predicted_materials = logits[:, m0:m0 + 4 * (m1 - m0)].reshape(len(logits), 4, m1 - m0).argmax(1)
-    majority_materials = torch.stack([materials[:, j].bincount(minlength=4).argmax() for j in range(m1 - m0)])
-    scene, predicted_scene = standardise(targets), logits[:, m0 + 4 * (m1 - m0):]
+    predicted_materials = _material_logits(logits).argmax(1)
+    majority_materials = torch.stack([materials[:, j].bincount(minlength=len(TEXTURE_KINDS)).argmax()
+                                      for j in range(m1 - m0)])
+    scene, predicted_scene = standardise(targets), logits[:, SCENE_OUTPUTS:]
     variance = scene.var(0, unbiased=False)
     out = {
         "images": len(images),
