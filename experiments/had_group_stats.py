@@ -17,6 +17,9 @@ normals by value groups of the pseudo-label), with ℓ the per-pixel distillatio
 * ``top1%``: the share of the geometric mean's gradient weights 1/(n(ℓ+ε)) that the 1 % of pixels
   with the smallest ℓ carry (the arithmetic mean gives them 1 %).
 
+Group ``all`` is every pixel of the image as one group (``--summary`` prints only those rows): its
+``AM`` is the plain distillation error of the old task, what DIS minimises.
+
 The statistics are per image (as eq. 5 averages per image), then averaged over images, groups with
 no pixel in an image left out. Any method's run works (the teacher and student are read from its
 checkpoints), so HAD's and DIS's runs can be compared on the same footing.
@@ -84,12 +87,13 @@ def phase_stats(run_dir: Path, phase: int, images: int) -> list[dict]:
         pseudo = task.pseudo_label(teacher[name])
         for label, student in students.items():
             loss = task.distill_map(student[name], pseudo)  # [B, H, W]
-            for g in range(masks.shape[1]):
-                per_image = [s for b in range(len(x)) if (s := _image_stats(loss[b], masks[b, g])) is not None]
+            everything = torch.ones_like(masks[:, :1])
+            for g, mask in [*enumerate(masks.unbind(1)), ("all", everything[:, 0])]:
+                per_image = [s for b in range(len(x)) if (s := _image_stats(loss[b], mask[b])) is not None]
                 if not per_image:
                     continue
                 row = {"run": run_dir.name, "phase": phase, "task": name, "group": g, "student": label,
-                       "share": masks[:, g].double().mean().item()}
+                       "share": mask.double().mean().item()}
                 for key in per_image[0]:
                     row[key] = sum(s[key] for s in per_image) / len(per_image)
                 rows.append(row)
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--images", type=int, default=64, help="images of each phase's chunk (default 64)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--summary", action="store_true", help="only the rows of all pixels (group 'all')")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     keys = ["share", "AM", "GM", "ℓ<1e-3", "gain", "top1%"]
@@ -110,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         phases = len(lhl.load_run(run_dir, device="cpu").run.plan())
         for phase in range(2, phases + 1):
             for row in phase_stats(run_dir, phase, args.images):
+                if args.summary and row["group"] != "all":
+                    continue
                 lines.append([str(row[h]) if h not in keys else f"{row[h]:.3g}" for h in header])
     if args.markdown:
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))

@@ -35,8 +35,10 @@ def test_group_stats_are_consistent(had_run, capsys):
                                                       for s in ("start", "end")}
     for task in ("segmentation", "depth"):
         for student in ("start", "end"):
-            group = [r for r in rows if r["task"] == task and r["student"] == student]
+            group = [r for r in rows if r["task"] == task and r["student"] == student and r["group"] != "all"]
             assert sum(r["share"] for r in group) == pytest.approx(1.0)  # the groups partition the pixels
+            everything = [r for r in rows if r["task"] == task and r["student"] == student and r["group"] == "all"]
+            assert len(everything) == 1 and everything[0]["share"] == 1.0
     for r in rows:
         # GM ≤ AM (up to ε) and Σ|∂GM/∂ℓ_i| = GM · mean 1/(ℓ+ε) ≥ GM / HM ≥ 1 (HM ≤ GM)
         assert r["GM"] <= r["AM"] + 1e-6 and r["gain"] >= 1 - 1e-9
@@ -45,6 +47,9 @@ def test_group_stats_are_consistent(had_run, capsys):
     assert stats.main([str(had_run), "--images", "4", "--markdown"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| run | phase | task | group | student | share |") and "| 2 | segmentation |" in printed
+    assert stats.main([str(had_run), "--images", "4", "--summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 6 and all(line.split()[3] == "all" for line in lines)  # phase 2: 1 task, phase 3: 2; × 2
 
 
 def test_grad_norms_reads_every_term(had_run, capsys):
