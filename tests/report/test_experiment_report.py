@@ -277,6 +277,15 @@ def test_latex_booktabs_best_bold_and_encoder_pretrained(tmp_path):
     assert "task orders" not in text  # one order: no table over orders
 
 
+def test_rows_with_different_encoders_are_named_row_by_row(tmp_path):
+    exp = tmp_path / "exp"
+    write_run(exp / "vanilla-s0", result(20, 40, 1.0), "vanilla", 0, SEG_DEPTH)
+    write_run(exp / "had-s0", result(30, 40, 1.0), "had", 0, SEG_DEPTH, weights="imagenet")
+    text = write_report(exp, samples=0, out=tmp_path / "out").markdown.read_text()
+    assert ("Encoders differ between rows: vanilla: tiny, random initialisation; had: tiny, pretrained (imagenet)."
+            in text)
+
+
 def test_nan_metric_and_zero_values(tmp_path):
     exp = tmp_path / "exp"
     write_run(exp / "vanilla-s0", result(20, 40, 2.0), "vanilla", 0, SEG_DEPTH)
@@ -453,7 +462,8 @@ def test_arms_are_kept_apart_each_against_its_own_baseline(tmp_path):
         ("synthetic-nyu", "pretrained", 1.875), ("synthetic-nyu", "scratch", 18.75)]
     assert float(had[0]["train_seconds"]) == 40.0
     # the setup lines tell the arms apart
-    assert "vanilla (pretrained): tiny, pretrained (w.pt)" in experiment.setup
+    assert sorted(experiment.setup) == ["every row of arm pretrained: tiny, pretrained (w.pt)",
+                                        "every row of arm scratch: tiny, random initialisation"]
     # lhl compare: one table per (arm, order), each against its own arm's vanilla
     table = comparison_table(load_runs(find_run_dirs(exp)))
     assert table.count("## synthetic-nyu (scratch):") == 2 and table.count("## synthetic-nyu (pretrained):") == 2

@@ -688,8 +688,14 @@ def collect_experiment(root: str | Path, baseline: str = "vanilla") -> Experimen
     if len(setups) == 1:
         setup = [setups[0]]
     else:
-        setup = list(dict.fromkeys(
-            f"{row.label}{f' ({s.table.arm})' if s.table.arm is not None else ''}: {row.setup}"
-            for s in (x for b in benchmarks for x in b.sections) for row in s.table.rows))
+        rows = [(s.table.arm, row.label, row.setup) for b in benchmarks for s in b.sections for row in s.table.rows]
+        per_arm: dict[str | None, set[str]] = {}
+        for arm, _, row_setup in rows:
+            per_arm.setdefault(arm, set()).add(row_setup)
+        if None not in per_arm and all(len(v) == 1 for v in per_arm.values()):  # arms differ, rows within agree
+            setup = [f"every row of arm {arm}: {next(iter(v))}" for arm, v in per_arm.items()]
+        else:
+            setup = list(dict.fromkeys(f"{label}{f' ({arm})' if arm is not None else ''}: {row_setup}"
+                                       for arm, label, row_setup in rows))
     return Experiment(root=root, baseline=baseline, benchmarks=benchmarks, records=records, skipped=skipped,
                       setup=setup)
