@@ -64,6 +64,16 @@ def test_bad_scale_is_one_line(smoke_config, value):
         smoke_config(f"train.encoder_lr_scale={value}")
 
 
+def test_runs_made_before_the_option_resume_and_extend_without_a_difference(smoke_config):
+    from lhl.config import config_differences
+
+    current = smoke_config().to_dict()
+    older = {**current, "train": {k: v for k, v in current["train"].items() if k != "encoder_lr_scale"}}
+    assert config_differences(older, current) == []
+    scaled = smoke_config("train.encoder_lr_scale=0.1").to_dict()
+    assert config_differences(older, scaled) == ["train.encoder_lr_scale: run has 1.0, now 0.1"]
+
+
 def test_run_with_scaled_encoder_lr(run_smoke):
     performance, out = run_smoke("train.encoder_lr_scale=0.1")
     assert len(performance["phases"]) == 3

@@ -197,7 +197,8 @@ RESUME_TOLERATED = ("device", "data.num_workers", "train.keep_checkpoints", "dat
 #: Keys added after runs were recorded: a saved configuration without one had this value.
 ADDED_KEYS = {"data.val_size": 0, "train.channels_last": False, "train.compile": False,
               "train.sync_batchnorm": False, "train.teacher_cache": "auto", "train.teacher_cache_precision": "fp32",
-              "train.teacher_cache_storage": "memory", "train.eval_normal_median": "exact"}
+              "train.teacher_cache_storage": "memory", "train.eval_normal_median": "exact",
+              "train.encoder_lr_scale": 1.0}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
