@@ -28,6 +28,8 @@ checkpoints), so HAD's and DIS's runs can be compared on the same footing.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -64,10 +66,15 @@ def _image_stats(loss: torch.Tensor, mask: torch.Tensor) -> dict[str, float] | N
             "gain": gm * inv.mean().item(), "top1%": (inv[smallest].sum() / inv.sum()).item()}
 
 
+@functools.lru_cache(maxsize=4)
+def _load(run_dir: Path, phase: int | None = None):
+    """A run's model after ``phase`` (each checkpoint read once: phase t is phase t+1's teacher)."""
+    return lhl.load_run(run_dir, phase=phase, device="cpu")
+
+
 def phase_stats(run_dir: Path, phase: int, images: int) -> list[dict]:
     """One row per (old task, group, student) of ``phase``."""
-    teacher_run = lhl.load_run(run_dir, phase=phase - 1, device="cpu")
-    student_run = lhl.load_run(run_dir, phase=phase, device="cpu")
+    teacher_run, student_run = _load(run_dir, phase - 1), _load(run_dir, phase)
     run, config = student_run.run, student_run.config
     old = list(teacher_run.model.tasks)
     chunk = run.plan()[phase - 1][1][:images]
@@ -75,7 +82,8 @@ def phase_stats(run_dir: Path, phase: int, images: int) -> list[dict]:
     x = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
     torch.manual_seed(0)
     teacher = _outputs(teacher_run.model, x, old, config.train.batch_size, train=False)
-    students = {"start": _outputs(teacher_run.model, x, old, config.train.batch_size, train=True),
+    # a copy: train mode updates BatchNorm's running statistics, and the loaded runs are cached
+    students = {"start": _outputs(copy.deepcopy(teacher_run.model), x, old, config.train.batch_size, train=True),
                 "end": _outputs(student_run.model, x, old, config.train.batch_size, train=False)}
     threshold = float(getattr(run.method_options, "group_threshold", 0.5))
     groups_n = int(getattr(run.method_options, "regression_groups", 2))
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ["run", "phase", "task", "group", "student", *keys]
     lines = []
     for run_dir in args.runs:
-        phases = len(lhl.load_run(run_dir, device="cpu").run.plan())
+        phases = len(_load(run_dir).run.plan())
         for phase in range(2, phases + 1):
             for row in phase_stats(run_dir, phase, args.images):
                 if args.summary and row["group"] != "all":

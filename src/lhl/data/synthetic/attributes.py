@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from itertools import accumulate
 from typing import Sequence
 
 import torch
@@ -37,14 +38,12 @@ SCENE_VALUES: tuple[str, ...] = (
     "light_elevation", "light_intensity", "light_ambient", "objects")
 MIRROR_ODD: tuple[str, ...] = ("camera_side", "camera_yaw", "light_azimuth_sin")
 
+_WIDTHS = {"fractions": NUM_CLASSES, "present": len(SHAPE_KINDS) * (1 + len(TEXTURE_KINDS)) + HUE_BINS,
+           "materials": 3, "scene": len(SCENE_VALUES)}
+_ENDS = list(accumulate(_WIDTHS.values()))
 #: column ranges of the attribute vector, in order
-FAMILIES: dict[str, tuple[int, int]] = {}
-_start = 0
-for _name, _width in (("fractions", NUM_CLASSES), ("present", len(SHAPE_KINDS) * (1 + len(TEXTURE_KINDS)) + HUE_BINS),
-                      ("materials", 3), ("scene", len(SCENE_VALUES))):
-    FAMILIES[_name] = (_start, _start + _width)
-    _start += _width
-NUM_ATTRIBUTES: int = _start
+FAMILIES: dict[str, tuple[int, int]] = {name: (end - width, end) for (name, width), end in zip(_WIDTHS.items(), _ENDS)}
+NUM_ATTRIBUTES: int = _ENDS[-1]
 
 
 def _scene_values(scene: Scene) -> list[float]:
