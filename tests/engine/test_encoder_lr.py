@@ -1,5 +1,6 @@
 """train.encoder_lr_scale: the encoder's learning rate is train.lr × scale, everything else train.lr."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -75,6 +76,16 @@ def test_runs_made_before_the_option_resume_and_extend_without_a_difference(smok
 
 
 def test_run_with_scaled_encoder_lr(run_smoke):
-    performance, out = run_smoke("train.encoder_lr_scale=0.1")
+    performance, out = run_smoke("train.encoder_lr_scale=0.1", "train.epochs=2")  # lr > 0 after epoch 1
     assert len(performance["phases"]) == 3
     assert "encoder_lr_scale: 0.1" in (out / "config.yaml").read_text()
+    # the logged lr is train.lr's schedule (the heads' group), the encoder's is logged beside it
+    ends = [e for e in map(json.loads, (out / "events.jsonl").read_text().splitlines()) if e["event"] == "epoch_end"]
+    assert ends and any(e["lr"] > 0 for e in ends)
+    assert all(e["encoder_lr"] == pytest.approx(0.1 * e["lr"], rel=1e-12, abs=1e-300) for e in ends)
+
+
+def test_single_group_logs_no_encoder_lr(run_smoke):
+    _, out = run_smoke()
+    ends = [e for e in map(json.loads, (out / "events.jsonl").read_text().splitlines()) if e["event"] == "epoch_end"]
+    assert ends and all("encoder_lr" not in e for e in ends)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from lhl.config.schema import RunConfig
 from lhl.engine import distributed
-from lhl.engine.hooks import Method, RunContext, StepOutput
+from lhl.engine.hooks import Method, RunContext, StepOutput, encoder_lr, train_lr
 from lhl.engine.tensorboard_log import ScalarLog
 from lhl.engine.teacher import autocast_for
 from lhl.errors import ConfigError, NonFiniteError
@@ -217,14 +217,14 @@ class PhaseFitter:
                     scaler.update()
                 else:
                     optimizer.step()
-                self.scalars.scalar("train/lr", scheduler.get_last_lr()[0], step_offset + ctx.step)
+                self.scalars.scalar("train/lr", train_lr(scheduler), step_offset + ctx.step)
                 scheduler.step()
                 self.method.after_step(ctx)
                 ctx.step += 1
                 steps += 1
             losses = self._epoch_means(sums, steps)
             ctx.log("epoch_end", phase=ctx.phase, epoch=epoch, steps=steps, losses=losses,
-                    lr=scheduler.get_last_lr()[0])
+                    lr=train_lr(scheduler), **encoder_lr(scheduler))
             self.scalars.scalars("epoch", losses, step_offset + ctx.step - 1)
             if not self.bars:
                 self.echo(epoch_line(ctx.phase, phases, epoch, train_cfg.epochs, steps,

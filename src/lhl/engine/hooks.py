@@ -56,6 +56,20 @@ def encoder_param_groups(model: MultiTaskNet, params: list[torch.nn.Parameter], 
     return [g for g in groups if g["params"]]
 
 
+def train_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> float:
+    """The current learning rate of ``train.lr``'s schedule: the last parameter group's, because
+    :func:`encoder_param_groups` puts the group at ``train.lr`` last (a lone group is the encoder's
+    only when nothing else trains, and then it is the only rate there is)."""
+    return scheduler.get_last_lr()[-1]
+
+
+def encoder_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, float]:
+    """``{"encoder_lr": rate}`` when the encoder has its own group (``train.encoder_lr_scale`` ≠ 1),
+    else ``{}`` — what the ``epoch_end`` event adds to ``lr``."""
+    rates = scheduler.get_last_lr()
+    return {"encoder_lr": rates[0]} if len(rates) > 1 else {}
+
+
 @dataclass
 class StepOutput:
     """The student's outputs on a batch: raw head outputs and the encoder's stage features."""
