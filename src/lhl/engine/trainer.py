@@ -278,7 +278,7 @@ class _FollowerError(LhlError):
 
 def resume_command(run_dir: Path) -> str:
     """The command line that continues this run: the one that started it, with --resume and --out."""
-    argv = list(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("lhl", "__main__.py", "cli.py") else []
+    argv = list(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("lhl", "__main__.py") else []
     if not argv or argv[0] != "run":
         return f"lhl run --resume --out {shlex.quote(str(run_dir))} (with the same --config/--preset/--set options)"
     if "--out" not in argv:

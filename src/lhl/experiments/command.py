@@ -1,4 +1,4 @@
-"""What ``lhl bench`` does with its arguments (the parser is in :mod:`lhl.cli`).
+"""What ``lhl bench`` does with its arguments (the parser is in :mod:`lhl.cli.parser`).
 
     lhl bench EXPERIMENT.yaml --out DIR [--jobs N] [--shard I/N] [--set key=value ...]
     lhl bench --preset NAME --methods a,b --seeds 0,1 [--orders "a,b,c;c,b,a"] [--set key=value ...] --out DIR
